@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): each prints a table and can write JSON (`--json`)."""

@@ -1,0 +1,1 @@
+"""`rollcast watch` and `rollcast prompt`: command-line clients built on the SDK."""

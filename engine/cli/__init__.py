@@ -1,0 +1,1 @@
+"""Engine commands of the `rollcast` CLI (each module: HELP, add_arguments(parser), run(args))."""

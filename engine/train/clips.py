@@ -1,0 +1,57 @@
+"""Training clips from the synthetic world, following the endless-stream motion laws.
+
+The world's `SyntheticVideoDataset` renders *clips*: objects stay inside the frame for the clip.
+A streaming model runs for minutes, though, and must know what happens next: translating objects
+leave the frame and re-enter on the other side, bouncing ones reflect, growing ones follow a
+sawtooth (see `engine.data.layout`). So training clips here are windows of endless streams:
+a scene is sampled from the training split (never a held-out triple or template), its objects are
+placed with the stream rules, and a window of `frames` frames is rendered starting at time 0 (the
+start of a stream, objects fully inside) with probability `p_stream_start`, else at a random
+time up to `max_offset_s` seconds into the stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.data.captions import make_caption
+from engine.data.layout import sample_tracks
+from engine.data.render import render_background, render_frames
+from engine.data.world import SceneSpec
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    width: int = 128
+    height: int = 128
+    fps: float = 16.0
+    frames: int = 36
+    two_object_prob: float = 0.3
+    p_stream_start: float = 0.3
+    max_offset_s: float = 12.0
+
+
+@dataclass(frozen=True)
+class TrainClip:
+    frames: np.ndarray  # uint8 [T, H, W, 3]
+    caption: str
+    spec: SceneSpec
+
+
+def sample_clip(rng: np.random.Generator, cfg: ClipConfig) -> TrainClip:
+    """One clip of the training split (see module docstring); a pure function of the rng state."""
+    n = 2 if rng.random() < cfg.two_object_prob else 1
+    spec = SceneSpec.sample(rng, "train", n_objects=n)
+    tracks = sample_tracks(spec.objects, rng, cfg.width, cfg.height, None)
+    assert spec.background is not None
+    background = render_background(spec.background, cfg.width, cfg.height, rng)
+    start = 0.0 if rng.random() < cfg.p_stream_start else float(rng.uniform(0.0, cfg.max_offset_s))
+    times = start + np.arange(cfg.frames) / cfg.fps
+    frames = render_frames(background, tracks, times)
+    return TrainClip(frames, make_caption(spec, rng, "train"), spec)
+
+
+def clip_batch(rng: np.random.Generator, cfg: ClipConfig, batch: int) -> list[TrainClip]:
+    return [sample_clip(rng, cfg) for _ in range(batch)]

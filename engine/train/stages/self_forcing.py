@@ -1,0 +1,172 @@
+"""Stage `self-forcing`: Self Forcing with DMD on the ODE-initialised causal student.
+
+Each iteration:
+1. The student rolls out `n` chunks (n uniform in [min_chunks, max_chunks]) for a batch of
+   training captions through the preset's own KV cache -- rolling window with sink and window
+   RoPE positions, so rollouts longer than the cache (12 latent frames = 4 chunks for `tiny`)
+   evict chunks during training exactly as a long stream does, and the sink is seen at growing
+   distances from the window. Context chunks are denoised with all steps (their clean K/V
+   written by the timestep-0 refresh, as at inference); each of the last `window_chunks` chunks
+   stops at a random denoising step whose x0 prediction is its output, and only that pass keeps
+   a graph (gradients through the last denoising step only; all other passes under no_grad).
+2. DMD loss on that window (`engine.train.dmd`): real score = frozen teacher with CFG, fake score
+   = online critic; one generator update.
+3. `fake_updates` flow-matching updates of the fake score on recent student windows (a small
+   replay buffer of detached windows, so the critic sees more than one batch per rollout).
+The EMA of the student is exported as `student.safetensors`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.sampler import FlowMatchSchedule
+from engine.text import build_text_encoder
+from engine.train.config import RunConfig
+from engine.train.dmd import DMDSettings, dmd_loss, fake_score_loss
+from engine.train.evaluate import eval_prompts, save_samples, score_videos
+from engine.train.latents import LatentDataset
+from engine.train.models import load_dit, load_vae, stage_file, training_preset
+from engine.train.run import StageRun, save_safetensors
+from engine.train.stages.teacher import ema_update
+from engine.train.student import rollout, student_videos
+
+
+@dataclass(frozen=True)
+class SelfForcingStageConfig(RunConfig):
+    lr: float = 2e-5  # generator
+    lr_fake: float = 1e-4
+    max_steps: int = 1000
+    warmup_steps: int = 10
+    lr_min_ratio: float = 0.5
+    batch_size: int = 2
+    min_chunks: int = 2
+    max_chunks: int = 7
+    window_chunks: int = 2
+    guidance: float = 4.0
+    timestep_shift: float = 5.0
+    dmd_min_u: float = 0.02
+    dmd_max_u: float = 0.98
+    fake_updates: int = 3
+    fake_batch: int = 4
+    replay: int = 16
+    ema_decay: float = 0.95
+    eval_prompts: int = 8
+    eval_chunks: int = 4
+
+
+CONFIG = SelfForcingStageConfig
+
+
+def train(
+    cfg: SelfForcingStageConfig,
+    out_dir: Path,
+    preset: str = "tiny",
+    resume: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    gen_cfg = training_preset(preset)
+    if cfg.window_chunks > cfg.min_chunks:
+        raise ValueError("window_chunks must be <= min_chunks")
+    run = StageRun("self-forcing", out_dir, cfg, resume=resume, quiet=quiet)
+    vae = load_vae(gen_cfg, stage_file(out_dir, "vae", "vae.safetensors"))
+    teacher_file = stage_file(out_dir, "teacher", "teacher.safetensors")
+    real = load_dit(gen_cfg, teacher_file).eval().requires_grad_(False)
+    fake = load_dit(gen_cfg, teacher_file)
+    student = load_dit(gen_cfg, stage_file(out_dir, "ode", "student.safetensors"))
+    ema = copy.deepcopy(student).requires_grad_(False)
+    data = LatentDataset.load(Path(out_dir) / "teacher")
+    if data is None:
+        raise FileNotFoundError(
+            f"{out_dir}/teacher/latents.safetensors not found: run `rollcast train teacher` first"
+        )
+    schedule = FlowMatchSchedule(gen_cfg.sampler)
+    settings = DMDSettings(cfg.guidance, cfg.timestep_shift, cfg.dmd_min_u, cfg.dmd_max_u)
+    opt_g = torch.optim.AdamW(
+        student.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
+    )
+    opt_f = torch.optim.AdamW(
+        fake.parameters(), lr=cfg.lr_fake, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
+    )
+    models = {"student": student, "ema": ema, "fake": fake}
+    optims = {"gen": opt_g, "fake": opt_f}
+    run.restore(models, optims)
+    replay: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=cfg.replay)
+    steps = schedule.num_steps
+    window = cfg.window_chunks * gen_cfg.sampler.frames_per_chunk
+    student.train()
+    fake.train()
+    while not run.done:
+        index = torch.from_numpy(run.rng.integers(0, len(data), cfg.batch_size))
+        text = data.text[index].float()
+        n = int(run.rng.integers(cfg.min_chunks, cfg.max_chunks + 1))
+        exits = [steps - 1] * (n - cfg.window_chunks) + [
+            int(e) for e in run.rng.integers(0, steps, cfg.window_chunks)
+        ]
+        lr = run.lr()
+        run.set_lr(opt_g, lr)
+        run.set_lr(opt_f, lr * cfg.lr_fake / cfg.lr)
+
+        # generator update
+        prompt = student.encode_prompt(text)
+        roll = rollout(
+            student,
+            schedule,
+            gen_cfg,
+            prompt,
+            n,
+            exit_steps=exits,
+            grad_chunks=range(n - cfg.window_chunks, n),
+        )
+        x = roll.latents[:, -window:]
+        loss_g, stats = dmd_loss(x, text, real, fake, settings)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        if torch.isfinite(torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)):
+            opt_g.step()
+        ema_update(ema, student, min(cfg.ema_decay, (1.0 + run.step) / (10.0 + run.step)))
+
+        # critic updates on recent student samples
+        for b in range(x.shape[0]):
+            replay.append((x[b].detach(), text[b]))
+        fake_losses = []
+        for _ in range(cfg.fake_updates):
+            pick = run.rng.integers(0, len(replay), min(cfg.fake_batch, len(replay)))
+            xs = torch.stack([replay[int(i)][0] for i in pick])
+            ts = torch.stack([replay[int(i)][1] for i in pick])
+            loss_f = fake_score_loss(fake, xs, ts, cfg.timestep_shift)
+            opt_f.zero_grad(set_to_none=True)
+            loss_f.backward()
+            if torch.isfinite(torch.nn.utils.clip_grad_norm_(fake.parameters(), cfg.grad_clip)):
+                opt_f.step()
+            fake_losses.append(loss_f.item())
+        run.record(
+            loss=loss_g.item(), loss_fake=sum(fake_losses) / len(fake_losses), chunks=n, lr=lr, **stats
+        )
+        run.maybe_save(models, optims)
+    run.save(models, optims)
+    save_safetensors(ema, run.dir / "student.safetensors")
+
+    text_encoder = build_text_encoder(gen_cfg)
+    prompts = eval_prompts(cfg.eval_prompts, cfg.seed)
+    videos = student_videos(gen_cfg, ema, vae, text_encoder, prompts, cfg.eval_chunks, seed=cfg.seed)
+    save_samples(videos, run.dir / "samples.png")
+    scores = score_videos(videos, prompts, gen_cfg.fps)
+    run.close()
+    run.note(
+        f"[self-forcing] done: {run.step} steps in {run.elapsed / 60:.1f} min; "
+        f"held-out fidelity {scores['overall']}"
+    )
+    return {
+        "stage": "self-forcing",
+        "steps": run.step,
+        "minutes": run.elapsed / 60,
+        "eval": scores,
+        "last": run.log.read()[-1:],
+    }

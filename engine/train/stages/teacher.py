@@ -1,0 +1,135 @@
+"""Stage `teacher`: the bidirectional flow-matching teacher on VAE latents of training clips.
+
+The teacher is the tiny preset's DiT run without a causal mask over clips of
+`clip_latent_frames` latent frames. Text rows come from the preset's frozen prompt encoder
+(MiniLM for `tiny`), encoded once per clip with the latent dataset. Caption dropout replaces a
+clip's text rows by zeros (the null condition, the same rows the model sees for "no prompt")
+with probability `caption_dropout`, so the same network gives the unconditional flow that
+classifier-free guidance needs. Timesteps follow the sampler's shifted distribution (see
+`engine.train.flow`). An EMA of the weights is kept and exported as `teacher.safetensors`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from engine.model.dit import CausalDiT
+from engine.text import build_text_encoder
+from engine.train.clips import ClipConfig
+from engine.train.config import RunConfig
+from engine.train.evaluate import eval_prompts, save_samples, score_videos, teacher_videos
+from engine.train.flow import add_noise, sample_sigmas, timesteps
+from engine.train.latents import load_or_encode
+from engine.train.models import load_vae, stage_file, training_preset
+from engine.train.run import StageRun, save_safetensors
+
+
+@dataclass(frozen=True)
+class TeacherStageConfig(RunConfig):
+    lr: float = 4e-4
+    max_steps: int = 20_000
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    batch_size: int = 8
+    clip_latent_frames: int = 6
+    dataset_clips: int = 3000
+    caption_dropout: float = 0.1
+    timestep_shift: float = 5.0
+    ema_decay: float = 0.999
+    two_object_prob: float = 0.3
+    eval_prompts: int = 8
+    eval_guidance: float = 4.0
+    eval_steps: int = 16
+
+
+CONFIG = TeacherStageConfig
+
+
+def flow_matching_loss(
+    model: CausalDiT, x0: torch.Tensor, text: torch.Tensor, shift: float, **forward: Any
+) -> torch.Tensor:
+    """MSE between predicted and true flow at random shifted noise levels; x0 [B, F, C, H, W]."""
+    b, frames = x0.shape[:2]
+    sigma = sample_sigmas(b, shift)
+    eps = torch.randn_like(x0)
+    x_t = add_noise(x0, eps, sigma)
+    pred = model(x_t, timesteps(sigma, frames), model.encode_prompt(text), **forward)
+    return F.mse_loss(pred, eps - x0)
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p.detach(), 1.0 - decay)
+
+
+def train(
+    cfg: TeacherStageConfig, out_dir: Path, preset: str = "tiny", resume: bool = False, quiet: bool = False
+) -> dict[str, Any]:
+    gen_cfg = training_preset(preset)
+    run = StageRun("teacher", out_dir, cfg, resume=resume, quiet=quiet)
+    vae = load_vae(gen_cfg, stage_file(out_dir, "vae", "vae.safetensors"))
+    text = build_text_encoder(gen_cfg)
+    frames = cfg.clip_latent_frames * gen_cfg.vae.temporal_stride
+    clips = ClipConfig(gen_cfg.width, gen_cfg.height, gen_cfg.fps, frames, cfg.two_object_prob)
+    data = load_or_encode(run.dir, vae, text, clips, cfg.dataset_clips, cfg.seed, note=run.note)
+
+    teacher = CausalDiT(gen_cfg.dit)
+    with torch.no_grad():  # the output layer starts at zero (as DiT's adaLN-Zero head): flow 0
+        teacher.head.head.weight.zero_()
+        teacher.head.head.bias.zero_()
+    ema = copy.deepcopy(teacher).requires_grad_(False)
+    opt = torch.optim.AdamW(teacher.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    run.restore({"teacher": teacher, "ema": ema}, {"opt": opt})
+    teacher.train()
+    while not run.done:
+        index = torch.from_numpy(run.rng.integers(0, len(data), cfg.batch_size))
+        x0, emb, _ = data.batch(index)
+        drop = torch.from_numpy(run.rng.random(cfg.batch_size) < cfg.caption_dropout)
+        emb[drop] = 0.0
+        lr = run.lr()
+        run.set_lr(opt, lr)
+        loss = flow_matching_loss(teacher, x0, emb, cfg.timestep_shift)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if torch.isfinite(torch.nn.utils.clip_grad_norm_(teacher.parameters(), cfg.grad_clip)):
+            opt.step()
+        ema_update(ema, teacher, min(cfg.ema_decay, (1.0 + run.step) / (10.0 + run.step)))
+        run.record(loss=loss.item(), lr=lr)
+        run.maybe_save({"teacher": teacher, "ema": ema}, {"opt": opt})
+    run.save({"teacher": teacher, "ema": ema}, {"opt": opt})
+    save_safetensors(ema, run.dir / "teacher.safetensors")
+
+    prompts = eval_prompts(cfg.eval_prompts, cfg.seed)
+    videos = teacher_videos(
+        ema.eval(),
+        vae,
+        text,
+        prompts,
+        cfg.clip_latent_frames,
+        (gen_cfg.latent_height, gen_cfg.latent_width),
+        guidance=cfg.eval_guidance,
+        steps=cfg.eval_steps,
+        shift=cfg.timestep_shift,
+        seed=cfg.seed,
+    )
+    save_samples(videos, run.dir / "samples.png")
+    scores = score_videos(videos, prompts, gen_cfg.fps)
+    run.close()
+    run.note(
+        f"[teacher] done: {run.step} steps in {run.elapsed / 60:.1f} min; "
+        f"held-out fidelity {scores['overall']}"
+    )
+    return {
+        "stage": "teacher",
+        "steps": run.step,
+        "minutes": run.elapsed / 60,
+        "eval": scores,
+        "last": run.log.read()[-1:],
+    }

@@ -1,0 +1,163 @@
+"""Stage `vae`: train the tiny streaming VAE on clips of the synthetic world.
+
+Loss per clip (pixels in [-1, 1]): L1 + `l2_weight` * MSE + `grad_weight` * L1 of the spatial
+finite differences (keeps object edges and background textures crisp without a perceptual
+network) + `time_weight` * L1 of the temporal finite differences + `kl_weight` *
+KL(posterior || N(0, 1)) averaged per latent element (a small KL keeps the latent smooth and
+bounded; the decoder is trained on posterior samples, so it tolerates the small latent errors a
+diffusion model makes).
+
+The temporal term matters: one latent frame codes 4 pixel frames, and with per-frame losses
+alone the decoder settles on the L1-optimal shortcut of drawing a moving object at its mean
+position in all 4 frames (a video that stands still and jumps every 4th frame -- which the
+evaluator reads as "still"). Matching frame-to-frame differences makes that shortcut expensive.
+
+After training, the per-channel mean and std of the posterior means over `stats_clips` clips are
+measured and stored in the VAE's `latent_mean` / `latent_std` buffers (the diffusion model works
+on (z - mean) / std), and `vae.safetensors` plus a reconstruction grid `recon.png` are written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.data.tensors import to_model_input
+from engine.train.clips import ClipConfig, clip_batch, sample_clip
+from engine.train.config import RunConfig
+from engine.train.images import save_grid
+from engine.train.models import training_preset
+from engine.train.run import StageRun, save_safetensors
+from engine.vae.tiny import TinyVAE, TinyVAEConfig
+
+
+@dataclass(frozen=True)
+class VAEStageConfig(RunConfig):
+    lr: float = 6e-4
+    max_steps: int = 12_000
+    warmup_steps: int = 200
+    frames: int = 8  # pixel frames per training clip (a multiple of 4)
+    l2_weight: float = 1.0
+    grad_weight: float = 0.5
+    time_weight: float = 2.0
+    kl_weight: float = 1e-4
+    stats_clips: int = 64
+    two_object_prob: float = 0.3
+
+
+CONFIG = VAEStageConfig
+
+
+def _spatial_grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[..., 1:, :] - x[..., :-1, :], x[..., :, 1:] - x[..., :, :-1]
+
+
+def vae_losses(vae: TinyVAE, video: torch.Tensor, cfg: VAEStageConfig) -> dict[str, torch.Tensor]:
+    """video [B, 3, T, H, W] -> loss terms (and their weighted sum under "loss")."""
+    recon, mu, log_var = vae(video)
+    l1 = (recon - video).abs().mean()
+    l2 = F.mse_loss(recon, video)
+    (ry, rx), (vy, vx) = _spatial_grad(recon), _spatial_grad(video)
+    grad = 0.5 * ((ry - vy).abs().mean() + (rx - vx).abs().mean())
+    time = ((recon[:, :, 1:] - recon[:, :, :-1]) - (video[:, :, 1:] - video[:, :, :-1])).abs().mean()
+    log_var = log_var.clamp(-30.0, 20.0)  # as in the posterior sample: exp() never overflows
+    kl = 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var).mean()
+    loss = l1 + cfg.l2_weight * l2 + cfg.grad_weight * grad + cfg.time_weight * time + cfg.kl_weight * kl
+    return {"loss": loss, "l1": l1, "l2": l2, "grad": grad, "time": time, "kl": kl}
+
+
+@torch.no_grad()
+def measure_latent_stats(
+    vae: TinyVAE, clips: ClipConfig, n: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of posterior means (VAE space) over `n` clips."""
+    total = torch.zeros(vae.config.z_dim, dtype=torch.float64)
+    total_sq = torch.zeros_like(total)
+    count = 0
+    for _ in range(n):
+        video = to_model_input(sample_clip(rng, clips).frames)[None]
+        mu, _ = vae.encode(video)
+        flat = mu.transpose(0, 1).reshape(mu.shape[1], -1).double()
+        total += flat.sum(1)
+        total_sq += flat.pow(2).sum(1)
+        count += flat.shape[1]
+    mean = total / count
+    std = (total_sq / count - mean.pow(2)).clamp_min(1e-12).sqrt()
+    return mean.float(), std.float()
+
+
+def train(
+    cfg: VAEStageConfig, out_dir: Path, preset: str = "tiny", resume: bool = False, quiet: bool = False
+) -> dict[str, Any]:
+    gen_cfg = training_preset(preset)
+    assert isinstance(gen_cfg.vae, TinyVAEConfig)
+    run = StageRun("vae", out_dir, cfg, resume=resume, quiet=quiet)
+    clips = ClipConfig(
+        width=gen_cfg.width,
+        height=gen_cfg.height,
+        fps=gen_cfg.fps,
+        frames=cfg.frames,
+        two_object_prob=cfg.two_object_prob,
+    )
+    vae = TinyVAE(gen_cfg.vae)
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    run.restore({"vae": vae}, {"opt": opt})
+    vae.train()
+    while not run.done:
+        video = to_model_input(np.stack([c.frames for c in clip_batch(run.rng, clips, cfg.batch_size)]))
+        lr = run.lr()
+        run.set_lr(opt, lr)
+        losses = vae_losses(vae, video, cfg)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
+        if torch.isfinite(norm):  # a rare overflow skips its step instead of poisoning the weights
+            opt.step()
+        run.record(**{k: v.item() for k, v in losses.items()}, lr=lr)
+        run.maybe_save({"vae": vae}, {"opt": opt})
+    run.save({"vae": vae}, {"opt": opt})
+    vae.eval()
+    stats_rng = np.random.default_rng(cfg.seed + 1)
+    mean, std = measure_latent_stats(vae, clips, cfg.stats_clips, stats_rng)
+    vae.latent_mean.copy_(mean)
+    vae.latent_std.copy_(std)
+    save_safetensors(vae, run.dir / "vae.safetensors")
+    psnr = _write_samples(vae, clips, run.dir / "recon.png", np.random.default_rng(cfg.seed + 2))
+    run.close()
+    summary = {
+        "stage": "vae",
+        "steps": run.step,
+        "minutes": run.elapsed / 60,
+        "psnr_db": psnr,
+        "latent_mean": mean.tolist(),
+        "latent_std": std.tolist(),
+        "last": run.log.read()[-1:],
+    }
+    run.note(f"[vae] done: {run.step} steps in {run.elapsed / 60:.1f} min, reconstruction PSNR {psnr:.2f} dB")
+    return summary
+
+
+@torch.no_grad()
+def _write_samples(
+    vae: TinyVAE, clips: ClipConfig, path: Path, rng: np.random.Generator, n: int = 4
+) -> float:
+    """Originals and reconstructions (decoded chunk by chunk, as a stream) -> PNG; returns PSNR."""
+    from engine.data.tensors import from_model_output
+    from engine.vae.streaming import StreamingDecoder
+
+    rows, errs = [], []
+    for _ in range(n):
+        frames = sample_clip(rng, ClipConfig(**{**clips.__dict__, "frames": 16})).frames
+        z = vae.encode_latent(to_model_input(frames)[None])
+        dec = StreamingDecoder(vae, frames_per_pass=None)
+        pixels = torch.cat([dec.decode(z[:, :, i : i + 1]) for i in range(z.shape[2])], dim=2)
+        recon = from_model_output(pixels[0])
+        errs.append(np.mean((recon.astype(np.float64) - frames) ** 2))
+        rows += [frames, recon]
+    save_grid(rows, path, every=2)
+    return float(10 * np.log10(255.0**2 / max(np.mean(errs), 1e-12)))

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.generator import Generator
+
+
+@pytest.fixture(scope="session")
+def test_gen() -> Generator:
+    """The micro `test` preset with seeded random weights (rolling 9-frame cache, sink 3)."""
+    torch.manual_seed(0)
+    return Generator.from_preset("test")
+
+
+@pytest.fixture(scope="session")
+def global_gen() -> Generator:
+    """The `test` preset with a global cache of 12 latent frames."""
+    return Generator.from_config(
+        Generator.from_preset("test").config.replace(
+            cache={"mode": "global", "max_frames": 12, "sink_frames": 0}
+        )
+    )

@@ -1,0 +1,143 @@
+"""Each training stage's objective decreases when its model trains for a few steps on the
+micro `test` preset (a fixed batch and fixed noise, so the objective is a fixed function)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.data.tensors import to_model_input
+from engine.model.dit import CausalDiT
+from engine.sampler import FlowMatchSchedule
+from engine.train.clips import ClipConfig, sample_clip
+from engine.train.dmd import DMDSettings, dmd_direction, fake_score_loss
+from engine.train.models import training_preset
+from engine.train.stages.ode import ode_loss
+from engine.train.stages.teacher import flow_matching_loss
+from engine.train.stages.vae import VAEStageConfig, vae_losses
+from engine.train.student import rollout
+from engine.vae.tiny import TinyVAE
+
+CFG = training_preset("test")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():  # type: ignore[no-untyped-def]
+    """Micro tensors: on a loaded 2-core machine a second OpenMP thread only adds waiting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _fit(loss_fn, params, steps: int, lr: float) -> list[float]:  # type: ignore[no-untyped-def]
+    opt = torch.optim.Adam(params, lr=lr)
+    losses = []
+    for _ in range(steps):
+        torch.manual_seed(123)  # same noise / noise levels every step
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def _decreased(losses: list[float], factor: float) -> bool:
+    return float(np.mean(losses[-3:])) < factor * float(np.mean(losses[:3]))
+
+
+def _text(batch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(5)
+    return torch.randn(batch, CFG.dit.text_len, CFG.dit.text_dim, generator=g)
+
+
+def test_vae_stage_loss_decreases() -> None:
+    torch.manual_seed(0)
+    vae = TinyVAE(CFG.vae)
+    clips = ClipConfig(width=CFG.width, height=CFG.height, frames=8)
+    rng = np.random.default_rng(0)
+    video = to_model_input(np.stack([sample_clip(rng, clips).frames for _ in range(2)]))
+    losses = _fit(lambda: vae_losses(vae, video, VAEStageConfig())["loss"], vae.parameters(), 40, 3e-3)
+    assert _decreased(losses, 0.6), losses
+
+
+def test_teacher_stage_loss_decreases() -> None:
+    torch.manual_seed(0)
+    dit = CausalDiT(CFG.dit)
+    x0 = torch.randn(2, 6, CFG.dit.in_dim, CFG.latent_height, CFG.latent_width)
+    text = _text(2)
+    losses = _fit(lambda: flow_matching_loss(dit, x0, text, 5.0), dit.parameters(), 40, 3e-3)
+    assert _decreased(losses, 0.7), losses
+
+
+def test_ode_stage_loss_decreases() -> None:
+    torch.manual_seed(0)
+    dit = CausalDiT(CFG.dit)
+    schedule = FlowMatchSchedule(CFG.sampler)
+    states = torch.randn(2, schedule.num_steps, 6, CFG.dit.in_dim, CFG.latent_height, CFG.latent_width)
+    x0 = 0.5 * states[:, 0] + 0.1
+    text = _text(2)
+    opt = torch.optim.Adam(dit.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        losses.append(float(ode_loss(dit, schedule, CFG, states, x0, text, np.random.default_rng(0))))
+        opt.step()
+    assert _decreased(losses, 0.7), losses
+
+
+def test_self_forcing_critic_loss_decreases() -> None:
+    torch.manual_seed(0)
+    fake = CausalDiT(CFG.dit)
+    x = torch.randn(2, 6, CFG.dit.in_dim, CFG.latent_height, CFG.latent_width)
+    text = _text(2)
+    losses = _fit(lambda: fake_score_loss(fake, x, text, 5.0), fake.parameters(), 40, 3e-3)
+    assert _decreased(losses, 0.7), losses
+
+
+def test_self_forcing_generator_follows_the_dmd_gradient() -> None:
+    """A rollout through the KV cache keeps a graph only on the exit passes of the window's
+    chunks, and generator updates on the DMD surrogate move the samples along -g: with the
+    rollout noise fixed, 0.5 ||x - (x_start - g)||^2 for the direction g computed at the start
+    decreases."""
+    torch.manual_seed(0)
+    student, real, fake = CausalDiT(CFG.dit), CausalDiT(CFG.dit), CausalDiT(CFG.dit)
+    schedule = FlowMatchSchedule(CFG.sampler)
+    text = _text(2)
+    f = CFG.sampler.frames_per_chunk
+
+    def generate() -> torch.Tensor:
+        roll = rollout(
+            student,
+            schedule,
+            CFG,
+            student.encode_prompt(text),
+            4,
+            exit_steps=[3, 3, 1, 2],
+            grad_chunks=(2, 3),
+            generator=torch.Generator().manual_seed(7),
+        )
+        return roll.latents  # [B, 4 * f, C, h, w]
+
+    latents = generate()
+    params = list(student.parameters())
+    context = torch.autograd.grad(latents[:, : 2 * f].sum(), params, retain_graph=True, allow_unused=True)
+    assert all(g is None or not g.any() for g in context)  # chunks 0, 1: no graph into the student
+    window = torch.autograd.grad(latents[:, 2 * f :].sum(), params, retain_graph=True, allow_unused=True)
+    assert any(g is not None and g.any() for g in window)
+    x = latents[:, 2 * f :]
+    torch.manual_seed(1)
+    g, _ = dmd_direction(x.detach(), text, real, fake, DMDSettings())
+    target = (x.detach() - g).detach()
+    opt = torch.optim.Adam(student.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(12):
+        opt.zero_grad()
+        x = generate()[:, 2 * f :]
+        loss = 0.5 * torch.nn.functional.mse_loss(x, target)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert _decreased(losses, 0.8), losses
