@@ -18,15 +18,15 @@ from __future__ import annotations
 import itertools
 
 import torch
-from torch import nn
 
+from engine.vae.base import LatentVideoVAE, channel_view
 from engine.vae.config import VAEConfig
 from engine.vae.decoder import Decoder3d
 from engine.vae.encoder import Encoder3d
 from engine.vae.layers import CausalConv3d, FeatureCache
 
 
-class WanVAE(nn.Module):
+class WanVAE(LatentVideoVAE):
     """Causal video VAE with stride (temporal_stride, 8, 8) and `z_dim` latent channels."""
 
     def __init__(self, config: VAEConfig | None = None) -> None:
@@ -45,8 +45,7 @@ class WanVAE(nn.Module):
     # -- latent normalisation -------------------------------------------------------------
 
     def _stat(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        buf: torch.Tensor = getattr(self, name)
-        return buf.to(device=like.device, dtype=like.dtype).view(1, -1, 1, 1, 1)
+        return channel_view(getattr(self, name), like)
 
     def normalize_latent(self, z: torch.Tensor) -> torch.Tensor:
         """VAE space -> diffusion space: (z - mean) / std, channel-major [B, z, T, h, w]."""
@@ -58,7 +57,7 @@ class WanVAE(nn.Module):
 
     # -- encoding -------------------------------------------------------------------------
 
-    def encode(
+    def encode(  # type: ignore[override]
         self, video: torch.Tensor, *, pass_frames: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Video in [-1, 1] -> posterior (mu, log_var) in VAE space (not normalised).
@@ -88,60 +87,13 @@ class WanVAE(nn.Module):
         mu, log_var = self.conv1(out).chunk(2, dim=1)
         return mu, log_var
 
-    def encode_latent(
-        self,
-        video: torch.Tensor,
-        *,
-        sample: bool = False,
-        generator: torch.Generator | None = None,
-        pass_frames: int | None = None,
-    ) -> torch.Tensor:
-        """Video -> diffusion-space latent [B, z, 1 + k, H / s, W / s] (the posterior mean,
-        or a sample of the posterior with `sample=True`)."""
-        mu, log_var = self.encode(video, pass_frames=pass_frames)
-        z = self.sample_posterior(mu, log_var, generator) if sample else mu
-        return self.normalize_latent(z)
-
-    @staticmethod
-    def sample_posterior(
-        mu: torch.Tensor, log_var: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Reparameterised sample mu + sigma * eps (log-variance clamped as in the reference)."""
-        std = torch.exp(0.5 * log_var.clamp(-30.0, 20.0))
-        eps = torch.randn(std.shape, generator=generator, device=std.device, dtype=std.dtype)
-        return mu + std * eps
-
     # -- decoding -------------------------------------------------------------------------
 
-    def decode_chunk(
-        self,
-        z: torch.Tensor,
-        cache: FeatureCache,
-        *,
-        normalized: bool = True,
-        clamp: bool = True,
-        frames_per_pass: int | None = None,
-    ) -> torch.Tensor:
-        """Decode latent frames that continue the stream whose decoder state is `cache`.
-
-        z: [B, z, t, h, w]; `cache` is updated in place (an empty dict starts a stream).
-        Returns [B, 3, n, 8h, 8w] with n = 1 + s*(t-1) at the stream start, else s*t.
-        `frames_per_pass` splits the chunk into decoder passes of that many latent frames
-        (1 = the reference's frame-by-frame loop; None = one pass); results agree to rounding.
-        """
-        if z.ndim != 5 or z.shape[1] != self.config.z_dim:
-            raise ValueError(f"latent must be [B, {self.config.z_dim}, t, h, w], got {tuple(z.shape)}")
-        if frames_per_pass is not None and frames_per_pass <= 0:
-            raise ValueError("frames_per_pass must be positive")
-        if normalized:
-            z = self.denormalize_latent(z)
-        t = z.shape[2]
-        step = t if frames_per_pass is None else frames_per_pass
-        # conv2 (1x1x1) runs per pass, not on the whole chunk: a GEMM's rounding can depend on
-        # the number of frames, and per-pass shapes make every split of a clip bit-identical.
-        pieces = [self.decoder(self.conv2(z[:, :, i : i + step]), cache) for i in range(0, t, step)]
-        out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
-        return out.clamp(-1.0, 1.0) if clamp else out
+    def decode_pass(self, z: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
+        """[B, z, t, h, w] (VAE space) -> [B, 3, n, 8h, 8w], n = 1 + s*(t-1) at the stream start,
+        else s*t. conv2 (1x1x1) runs per pass, not on the whole chunk: a GEMM's rounding can
+        depend on the number of frames, and per-pass shapes make every split bit-identical."""
+        return self.decoder(self.conv2(z), cache)
 
     def decode(
         self,
@@ -153,17 +105,7 @@ class WanVAE(nn.Module):
     ) -> torch.Tensor:
         """Decode a whole clip: [B, z, T, h, w] -> pixels [B, 3, 1 + s*(T-1), 8h, 8w].
 
-        `normalized=True` takes diffusion-space latents (de-normalised first); `clamp` clips
-        to [-1, 1] as the reference's `WanVAE.decode`. The default frame-by-frame loop is the
-        reference's and keeps memory at one latent frame's activations.
+        `clamp` clips to [-1, 1] as the reference's `WanVAE.decode`; the default frame-by-frame
+        loop is the reference's and keeps memory at one latent frame's activations.
         """
-        return self.decode_chunk(z, {}, normalized=normalized, clamp=clamp, frames_per_pass=frames_per_pass)
-
-    def forward(
-        self, video: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training pass: (reconstruction without clamp, mu, log_var), all in VAE space."""
-        mu, log_var = self.encode(video)
-        z = self.sample_posterior(mu, log_var, generator)
-        recon = self.decode(z, normalized=False, clamp=False, frames_per_pass=None)
-        return recon, mu, log_var
+        return super().decode(z, normalized=normalized, clamp=clamp, frames_per_pass=frames_per_pass)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.vae.base import LatentVideoVAE, channel_view
 from engine.vae.layers import CausalConv3d, FeatureCache, frames_to_images, images_to_frames, name_cache_slots
 
 
@@ -227,7 +228,7 @@ def warp_frames(base: torch.Tensor, flow: torch.Tensor, frames: int) -> torch.Te
     return sampled  # [N*s, 3, H, W]
 
 
-class TinyVAE(nn.Module):
+class TinyVAE(LatentVideoVAE):
     """Encoder + streaming decoder + per-channel latent normalisation (see module docstring).
 
     Same decoding interface as `WanVAE` (`decode_chunk`, `decode`, `normalize_latent`,
@@ -249,19 +250,16 @@ class TinyVAE(nn.Module):
 
     # -- latent normalisation -------------------------------------------------------------
 
-    def _stat(self, buf: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return buf.to(device=like.device, dtype=like.dtype).view(1, -1, 1, 1, 1)
-
     def normalize_latent(self, z: torch.Tensor) -> torch.Tensor:
         """VAE space -> diffusion space, channel-major [B, z, t, h, w]."""
-        return (z - self._stat(self.latent_mean, z)) / self._stat(self.latent_std, z)
+        return (z - channel_view(self.latent_mean, z)) / channel_view(self.latent_std, z)
 
     def denormalize_latent(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self._stat(self.latent_std, z) + self._stat(self.latent_mean, z)
+        return z * channel_view(self.latent_std, z) + channel_view(self.latent_mean, z)
 
     # -- encoding -------------------------------------------------------------------------
 
-    def encode(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         """Video [B, 3, 4t, H, W] in [-1, 1] -> posterior (mu, log_var) in VAE space."""
         cfg = self.config
         if video.ndim != 5 or video.shape[1] != 3:
@@ -271,65 +269,8 @@ class TinyVAE(nn.Module):
             raise ValueError(f"height and width must be multiples of {cfg.spatial_stride}")
         return self.encoder(video)
 
-    def encode_latent(
-        self, video: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Video -> diffusion-space latent [B, z, t, H/8, W/8] (posterior mean unless `sample`)."""
-        mu, log_var = self.encode(video)
-        z = self.sample_posterior(mu, log_var, generator) if sample else mu
-        return self.normalize_latent(z)
-
-    @staticmethod
-    def sample_posterior(
-        mu: torch.Tensor, log_var: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        std = torch.exp(0.5 * log_var.clamp(-30.0, 20.0))
-        eps = torch.randn(std.shape, generator=generator, device=std.device, dtype=std.dtype)
-        return mu + std * eps
-
     # -- decoding -------------------------------------------------------------------------
 
-    def decode_chunk(
-        self,
-        z: torch.Tensor,
-        cache: FeatureCache,
-        *,
-        normalized: bool = True,
-        clamp: bool = True,
-        frames_per_pass: int | None = None,
-    ) -> torch.Tensor:
-        """Decode latent frames continuing the stream whose decoder state is `cache` (updated).
-
-        z: [B, z, t, h, w] -> [B, 3, 4t, 8h, 8w]. `frames_per_pass` splits the chunk into passes
-        of that many latent frames (bounds memory; results agree to rounding).
-        """
-        if z.ndim != 5 or z.shape[1] != self.config.z_dim:
-            raise ValueError(f"latent must be [B, {self.config.z_dim}, t, h, w], got {tuple(z.shape)}")
-        if frames_per_pass is not None and frames_per_pass <= 0:
-            raise ValueError("frames_per_pass must be positive")
-        if normalized:
-            z = self.denormalize_latent(z)
-        t = z.shape[2]
-        step = t if frames_per_pass is None else frames_per_pass
-        pieces = [self.decoder(z[:, :, i : i + step], cache) for i in range(0, t, step)]
-        out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
-        return out.clamp(-1.0, 1.0) if clamp else out
-
-    def decode(
-        self,
-        z: torch.Tensor,
-        *,
-        normalized: bool = True,
-        clamp: bool = True,
-        frames_per_pass: int | None = None,
-    ) -> torch.Tensor:
-        """Decode a whole clip [B, z, t, h, w] -> [B, 3, 4t, 8h, 8w]."""
-        return self.decode_chunk(z, {}, normalized=normalized, clamp=clamp, frames_per_pass=frames_per_pass)
-
-    def forward(
-        self, video: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training pass: (reconstruction without clamp, mu, log_var), all in VAE space."""
-        mu, log_var = self.encode(video)
-        z = self.sample_posterior(mu, log_var, generator)
-        return self.decoder(z, None), mu, log_var
+    def decode_pass(self, z: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
+        """[B, z, t, h, w] (VAE space) -> [B, 3, 4t, 8h, 8w]."""
+        return self.decoder(z, cache)
