@@ -16,6 +16,7 @@ from engine.model.dit import CausalDiT
 from engine.text.base import CachedTextEncoder
 from engine.train.flow import euler_sample
 from engine.train.images import save_grid
+from engine.train.run import StageRun
 from engine.vae.tiny import TinyVAE
 
 
@@ -80,3 +81,25 @@ def teacher_videos(
 
 def save_samples(videos: Sequence[np.ndarray], path: Path, every: int = 3) -> None:
     save_grid(list(videos), path, every=every)
+
+
+def finish_stage(
+    run: StageRun, videos: Sequence[np.ndarray], prompts: Sequence[str], fps: float, **extra: Any
+) -> dict[str, Any]:
+    """End of a model stage: sample grid PNG, held-out fidelity, closing note and the summary
+    that `rollcast train` prints."""
+    save_samples(videos, run.dir / "samples.png")
+    scores = score_videos(videos, prompts, fps)
+    run.close()
+    run.note(
+        f"[{run.stage}] done: {run.step} steps in {run.elapsed / 60:.1f} min; "
+        f"held-out fidelity {scores['overall']}"
+    )
+    return {
+        "stage": run.stage,
+        "steps": run.step,
+        "minutes": run.elapsed / 60,
+        **extra,
+        "eval": scores,
+        "last": run.log.read()[-1:],
+    }

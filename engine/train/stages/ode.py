@@ -25,7 +25,7 @@ from engine.model.dit import CausalDiT
 from engine.sampler import FlowMatchSchedule
 from engine.text import build_text_encoder
 from engine.train.config import RunConfig
-from engine.train.evaluate import eval_prompts, save_samples, score_videos
+from engine.train.evaluate import eval_prompts, finish_stage
 from engine.train.flow import euler_sample
 from engine.train.latents import LatentDataset
 from engine.train.models import load_dit, load_vae, stage_file, training_preset
@@ -201,17 +201,4 @@ def train(
     text = build_text_encoder(gen_cfg)
     prompts = eval_prompts(cfg.eval_prompts, cfg.seed)
     videos = student_videos(gen_cfg, student, vae, text, prompts, cfg.eval_chunks, seed=cfg.seed)
-    save_samples(videos, run.dir / "samples.png")
-    scores = score_videos(videos, prompts, gen_cfg.fps)
-    run.close()
-    run.note(
-        f"[ode] done: {run.step} steps in {run.elapsed / 60:.1f} min; held-out fidelity {scores['overall']}"
-    )
-    return {
-        "stage": "ode",
-        "steps": run.step,
-        "minutes": run.elapsed / 60,
-        "trajectories": len(traj),
-        "eval": scores,
-        "last": run.log.read()[-1:],
-    }
+    return finish_stage(run, videos, prompts, gen_cfg.fps, trajectories=len(traj))

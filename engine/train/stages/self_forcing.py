@@ -30,7 +30,7 @@ from engine.sampler import FlowMatchSchedule
 from engine.text import build_text_encoder
 from engine.train.config import RunConfig
 from engine.train.dmd import DMDSettings, dmd_loss, fake_score_loss
-from engine.train.evaluate import eval_prompts, save_samples, score_videos
+from engine.train.evaluate import eval_prompts, finish_stage
 from engine.train.latents import LatentDataset
 from engine.train.models import load_dit, load_vae, stage_file, training_preset
 from engine.train.run import StageRun, save_safetensors
@@ -156,17 +156,4 @@ def train(
     text_encoder = build_text_encoder(gen_cfg)
     prompts = eval_prompts(cfg.eval_prompts, cfg.seed)
     videos = student_videos(gen_cfg, ema, vae, text_encoder, prompts, cfg.eval_chunks, seed=cfg.seed)
-    save_samples(videos, run.dir / "samples.png")
-    scores = score_videos(videos, prompts, gen_cfg.fps)
-    run.close()
-    run.note(
-        f"[self-forcing] done: {run.step} steps in {run.elapsed / 60:.1f} min; "
-        f"held-out fidelity {scores['overall']}"
-    )
-    return {
-        "stage": "self-forcing",
-        "steps": run.step,
-        "minutes": run.elapsed / 60,
-        "eval": scores,
-        "last": run.log.read()[-1:],
-    }
+    return finish_stage(run, videos, prompts, gen_cfg.fps)

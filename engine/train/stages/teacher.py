@@ -23,7 +23,7 @@ from engine.model.dit import CausalDiT
 from engine.text import build_text_encoder
 from engine.train.clips import ClipConfig
 from engine.train.config import RunConfig
-from engine.train.evaluate import eval_prompts, save_samples, score_videos, teacher_videos
+from engine.train.evaluate import eval_prompts, finish_stage, teacher_videos
 from engine.train.flow import add_noise, sample_sigmas, timesteps
 from engine.train.latents import load_or_encode
 from engine.train.models import load_vae, stage_file, training_preset
@@ -119,17 +119,4 @@ def train(
         shift=cfg.timestep_shift,
         seed=cfg.seed,
     )
-    save_samples(videos, run.dir / "samples.png")
-    scores = score_videos(videos, prompts, gen_cfg.fps)
-    run.close()
-    run.note(
-        f"[teacher] done: {run.step} steps in {run.elapsed / 60:.1f} min; "
-        f"held-out fidelity {scores['overall']}"
-    )
-    return {
-        "stage": "teacher",
-        "steps": run.step,
-        "minutes": run.elapsed / 60,
-        "eval": scores,
-        "last": run.log.read()[-1:],
-    }
+    return finish_stage(run, videos, prompts, gen_cfg.fps)
