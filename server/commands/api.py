@@ -9,11 +9,10 @@ balancers take it out of rotation), then shuts down; Ctrl-C stops at once.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 from typing import Any
 
-from server.commands.options import add_options, load_settings, may_listen, require_redis
+from server.commands.options import add_options, run_command
 
 HELP = "run the HTTP/WebSocket front end (needs Redis; workers run separately)"
 
@@ -36,16 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.logs import setup_logging
-
-    settings = load_settings("api", args, OPTIONS)
-    if settings is None or not require_redis("api", settings) or not may_listen("api", settings):
-        return 2
-    setup_logging(settings)
-    try:
-        return asyncio.run(_main(settings))
-    except KeyboardInterrupt:  # pragma: no cover - a forced exit
-        return 130
+    return run_command("api", args, OPTIONS, _main, needs_redis=True, listens=True)
 
 
 async def _main(settings: Any) -> int:

@@ -10,8 +10,9 @@ environment's value (ROLLCAST_<FIELD>) or the default. A command lists the flags
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,3 +165,29 @@ def may_listen(command: str, settings: Any) -> bool:
     if problem:
         print(f"rollcast {command}: {problem}", file=sys.stderr)
     return problem is None
+
+
+def run_command(
+    command: str,
+    args: argparse.Namespace,
+    names: Sequence[str],
+    main: Callable[[Any], Coroutine[Any, Any, int]],
+    *,
+    needs_redis: bool = False,
+    listens: bool = False,
+) -> int:
+    """Settings from flags and environment, the refusals (exit 2), logging, then `main`."""
+    from server.logs import setup_logging
+
+    settings = load_settings(command, args, names)
+    if settings is None:
+        return 2
+    if needs_redis and not require_redis(command, settings):
+        return 2
+    if listens and not may_listen(command, settings):
+        return 2
+    setup_logging(settings)
+    try:
+        return asyncio.run(main(settings))
+    except KeyboardInterrupt:  # pragma: no cover - a forced exit
+        return 130

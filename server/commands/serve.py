@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import Any
 
-from server.commands.options import add_options, load_settings, may_listen
+from server.commands.options import add_options, run_command
 
 HELP = "run API + worker in one process (embedded default, no Redis)"
 
@@ -54,16 +54,7 @@ def display_url(host: str, port: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.logs import setup_logging
-
-    settings = load_settings("serve", args, OPTIONS)
-    if settings is None or not may_listen("serve", settings):
-        return 2
-    setup_logging(settings)
-    try:
-        return asyncio.run(_main(settings))
-    except KeyboardInterrupt:  # pragma: no cover - a forced exit
-        return 130
+    return run_command("serve", args, OPTIONS, _main, listens=True)
 
 
 async def _main(settings: Any) -> int:

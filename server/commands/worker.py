@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import Any
 
-from server.commands.options import add_options, load_settings, require_redis
+from server.commands.options import add_options, run_command
 
 HELP = "run a generation worker that pulls sessions from Redis"
 
@@ -46,16 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.logs import setup_logging
-
-    settings = load_settings("worker", args, OPTIONS)
-    if settings is None or not require_redis("worker", settings):
-        return 2
-    setup_logging(settings)
-    try:
-        return asyncio.run(_main(settings))
-    except KeyboardInterrupt:  # pragma: no cover - a third Ctrl-C
-        return 130
+    return run_command("worker", args, OPTIONS, _main, needs_redis=True)
 
 
 async def _main(settings: Any) -> int:
