@@ -96,6 +96,7 @@ def load_or_encode(
     n: int,
     seed: int,
     note: Callable[[str], None] = print,
+    quiet: bool = False,
 ) -> LatentDataset:
     """The cached dataset under `directory` if it has `n` clips of the right length, else encode it."""
     cached = LatentDataset.load(directory)
@@ -105,7 +106,7 @@ def load_or_encode(
         return cached
     from tqdm import tqdm
 
-    with tqdm(total=n, desc="encode clips", dynamic_ncols=True) as bar:
+    with tqdm(total=n, desc="encode clips", dynamic_ncols=True, disable=quiet) as bar:
         data = encode_clips(vae, text, clips, n, seed, progress=bar.update)
     data.save(directory)
     return data

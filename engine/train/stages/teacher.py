@@ -78,7 +78,9 @@ def train(
     text = build_text_encoder(gen_cfg)
     frames = cfg.clip_latent_frames * gen_cfg.vae.temporal_stride
     clips = ClipConfig(gen_cfg.width, gen_cfg.height, gen_cfg.fps, frames, cfg.two_object_prob)
-    data = load_or_encode(run.dir, vae, text, clips, cfg.dataset_clips, cfg.seed, note=run.note)
+    data = load_or_encode(
+        run.dir, vae, text, clips, cfg.dataset_clips, cfg.seed, note=run.note, quiet=run.quiet
+    )
 
     teacher = CausalDiT(gen_cfg.dit)
     with torch.no_grad():  # the output layer starts at zero (as DiT's adaLN-Zero head): flow 0
