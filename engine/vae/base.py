@@ -25,7 +25,8 @@ def channel_view(buf: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class LatentVideoVAE(nn.Module):
     config: Any  # has `z_dim`
 
-    def encode(self, video: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Video in [-1, 1] -> posterior (mu, log_var) in VAE space."""
         raise NotImplementedError
 
     def normalize_latent(self, z: torch.Tensor) -> torch.Tensor:
@@ -53,11 +54,10 @@ class LatentVideoVAE(nn.Module):
         *,
         sample: bool = False,
         generator: torch.Generator | None = None,
-        **encode_kwargs: Any,
     ) -> torch.Tensor:
         """Video -> diffusion-space latent [B, z, t, h, w] (the posterior mean, or a sample of
         the posterior with `sample=True`)."""
-        mu, log_var = self.encode(video, **encode_kwargs)
+        mu, log_var = self.encode(video)
         z = self.sample_posterior(mu, log_var, generator) if sample else mu
         return self.normalize_latent(z)
 

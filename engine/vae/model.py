@@ -29,6 +29,9 @@ from engine.vae.layers import CausalConv3d, FeatureCache
 class WanVAE(LatentVideoVAE):
     """Causal video VAE with stride (temporal_stride, 8, 8) and `z_dim` latent channels."""
 
+    latent_mean: torch.Tensor
+    latent_inv_std: torch.Tensor
+
     def __init__(self, config: VAEConfig | None = None) -> None:
         super().__init__()
         self.config = config or VAEConfig()
@@ -44,20 +47,17 @@ class WanVAE(LatentVideoVAE):
 
     # -- latent normalisation -------------------------------------------------------------
 
-    def _stat(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        return channel_view(getattr(self, name), like)
-
     def normalize_latent(self, z: torch.Tensor) -> torch.Tensor:
         """VAE space -> diffusion space: (z - mean) / std, channel-major [B, z, T, h, w]."""
-        return (z - self._stat("latent_mean", z)) * self._stat("latent_inv_std", z)
+        return (z - channel_view(self.latent_mean, z)) * channel_view(self.latent_inv_std, z)
 
     def denormalize_latent(self, z: torch.Tensor) -> torch.Tensor:
         """Diffusion space -> VAE space: z * std + mean, channel-major [B, z, T, h, w]."""
-        return z / self._stat("latent_inv_std", z) + self._stat("latent_mean", z)
+        return z / channel_view(self.latent_inv_std, z) + channel_view(self.latent_mean, z)
 
     # -- encoding -------------------------------------------------------------------------
 
-    def encode(  # type: ignore[override]
+    def encode(
         self, video: torch.Tensor, *, pass_frames: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Video in [-1, 1] -> posterior (mu, log_var) in VAE space (not normalised).

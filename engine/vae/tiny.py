@@ -231,9 +231,8 @@ def warp_frames(base: torch.Tensor, flow: torch.Tensor, frames: int) -> torch.Te
 class TinyVAE(LatentVideoVAE):
     """Encoder + streaming decoder + per-channel latent normalisation (see module docstring).
 
-    Same decoding interface as `WanVAE` (`decode_chunk`, `decode`, `normalize_latent`,
-    `denormalize_latent`, `encode_latent`, `decoder.cache_slots`), so `StreamingDecoder` and
-    sessions use either.
+    Streaming decode, posterior sampling and `encode_latent` come from `LatentVideoVAE`, as for
+    `WanVAE`, so `StreamingDecoder` and sessions use either.
     """
 
     latent_mean: torch.Tensor
@@ -259,7 +258,7 @@ class TinyVAE(LatentVideoVAE):
 
     # -- encoding -------------------------------------------------------------------------
 
-    def encode(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+    def encode(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Video [B, 3, 4t, H, W] in [-1, 1] -> posterior (mu, log_var) in VAE space."""
         cfg = self.config
         if video.ndim != 5 or video.shape[1] != 3:
