@@ -31,7 +31,10 @@ _SECTORS = {
 
 @dataclass(frozen=True)
 class MotionConfig:
-    velocity_lag_s: float = 0.125  # lag of the finite difference for velocity
+    # lag of the finite difference for velocity: a quarter second, so that motion advancing in
+    # steps (a decoder that holds a position for 4 frames, then jumps) is read by where it goes;
+    # the stutter itself is a quality defect, flagged by the frozen-frame alarm (quality.py)
+    velocity_lag_s: float = 0.25
     growth_lag_s: float = 0.5  # lag for the log-radius slope
     move_speed: float = 0.07  # units/s: faster -> translation
     reversal_speed: float = 0.08  # units/s per axis: a signed run above this counts for bounces

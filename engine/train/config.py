@@ -35,6 +35,10 @@ class RunConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     batch_size: int = 4
+    # weights (safetensors) to start the stage's trained model from instead of its default
+    # (vae, teacher: fresh; ode student: the teacher; self-forcing student: the ode student),
+    # e.g. to continue from the shipped release: init = "engine/weights/tiny/dit.safetensors"
+    init: str = ""
 
 
 def default_config_path(stage: str) -> Path:

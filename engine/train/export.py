@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -38,16 +39,26 @@ def export_weights(
     written = {"dit": target / "dit.safetensors", "vae": target / "vae.safetensors"}
     save_safetensors(_half(dit), written["dit"])
     save_safetensors(_half(vae), written["vae"])
-    summary = {}
-    for stage in ("vae", "teacher", "ode", "self-forcing"):
-        metrics = Path(out_dir) / stage / "metrics.jsonl"
-        if metrics.exists():
-            lines = [json.loads(x) for x in metrics.read_text().splitlines() if x]
-            if lines:
-                summary[stage] = {
-                    "steps": lines[-1]["step"],
-                    "minutes": round(lines[-1]["elapsed_s"] / 60, 1),
-                }
+    manifest: dict[str, Any] = {"preset": preset, "stages": _stage_summary(Path(out_dir))}
     written["manifest"] = target / "manifest.json"
-    written["manifest"].write_text(json.dumps({"preset": preset, "stages": summary}, indent=2) + "\n")
+    if any(s.get("init") for s in manifest["stages"].values()) and written["manifest"].exists():
+        # stages continued from earlier weights: keep the history of what they started from
+        manifest["continued_from"] = json.loads(written["manifest"].read_text())
+    written["manifest"].write_text(json.dumps(manifest, indent=2) + "\n")
     return written
+
+
+def _stage_summary(out_dir: Path) -> dict[str, dict[str, Any]]:
+    """Steps and minutes of each stage that ran (and its `init` weights, if it continued)."""
+    summary: dict[str, dict[str, Any]] = {}
+    for stage in ("vae", "teacher", "ode", "self-forcing"):
+        metrics = out_dir / stage / "metrics.jsonl"
+        lines = [json.loads(x) for x in metrics.read_text().splitlines() if x] if metrics.exists() else []
+        if not lines:
+            continue
+        summary[stage] = {"steps": lines[-1]["step"], "minutes": round(lines[-1]["elapsed_s"] / 60, 1)}
+        config = out_dir / stage / "config.json"
+        init = json.loads(config.read_text()).get("init") if config.exists() else None
+        if init:
+            summary[stage]["init"] = init
+    return summary

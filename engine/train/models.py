@@ -49,6 +49,14 @@ def load_dit(config: GeneratorConfig, path: Path) -> CausalDiT:
     return dit
 
 
+def init_file(init: str) -> Path:
+    """A stage's `init` weights file (checked to exist)."""
+    path = Path(init)
+    if not path.is_file():
+        raise FileNotFoundError(f"init weights {path} not found")
+    return path
+
+
 def stage_file(out_dir: str | Path, stage: str, name: str) -> Path:
     """Path of a finished stage's output; raises with the command to run when it is missing."""
     path = Path(out_dir) / stage / name

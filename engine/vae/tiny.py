@@ -163,9 +163,10 @@ class TinyDecoder(nn.Module):
     The 4 pixel frames of a latent frame come out of one convolution at half resolution as a
     *base image*, a *flow field* (pixels per frame) and per-frame residuals: frame k is the base
     warped by (k - 1.5) * flow plus its residual. Motion inside a latent frame is then one smooth
-    2-channel field instead of 4 separately drawn positions -- without it the decoder settles on
-    drawing a moving object at its mean position in all 4 frames (a video that stands still and
-    jumps every 4th frame), and the encoder never learns to code the motion.
+    2-channel field instead of 4 separately drawn positions. The aim: keep the decoder off the
+    shortcut of drawing a moving object at its mean position in all 4 frames (a video that
+    stands still and jumps every 4th frame), so that the encoder learns to code the motion. The
+    shipped weights have not got there: their flow and residual outputs stay near zero.
     """
 
     def __init__(self, cfg: TinyVAEConfig) -> None:

@@ -59,6 +59,26 @@ def test_every_motion(motion: str) -> None:
     assert obj.motion == motion
 
 
+@pytest.mark.parametrize("motion", ["right", "up_left", "down", "bouncing"])
+def test_motion_in_steps_is_read_by_direction_and_flagged_as_frozen(motion: str) -> None:
+    """A stuttering video (each position held for 4 frames, then a jump: what a VAE that decodes
+    a latent frame's 4 pixel frames alike produces) still moves as asked; the stutter is a
+    quality defect, caught by the frozen-frame alarm, not a different motion."""
+    from engine.data.world import SceneSpec
+    from engine.eval.fidelity import match_objects
+    from engine.eval.quality import quality_measures
+    from engine.eval.recognise import recognise_tracks
+
+    obj = ObjectSpec("white", "circle", motion, "medium")
+    smooth = _single(obj, BackgroundSpec("black", "plain"))
+    steps = smooth[(np.arange(len(smooth)) // 4) * 4]
+    objs, labels = recognise_tracks(steps, CFG.fps)
+    assert [o.motion for o in objs] == [motion]
+    spec = SceneSpec((obj,), BackgroundSpec("black", "plain"))
+    alarms = quality_measures(steps, labels, objs, spec, match_objects(spec.objects, objs))["alarms"]
+    assert alarms["frozen"]
+
+
 def test_size_class_boundaries() -> None:
     assert size_class(0.07) == "small" and size_class(0.11) == "medium" and size_class(0.17) == "large"
     assert size_class(0.085) == "small" and size_class(0.09) == "medium"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from engine.train.cli import main
 from engine.train.config import default_config_path, load_config
@@ -62,6 +63,26 @@ def test_vae_stage_checkpoints_and_resumes(tmp_path: Path) -> None:
     assert _steps(stage / "metrics.jsonl") == [1, 2]
 
 
+def test_decoder_fine_tune_keeps_the_latent_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["vae", *FAST, "--set", "stats_clips=2", "--set", "batch_size=2", "--max-steps", "2"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    trained = tmp_path / "a" / "vae" / "vae.safetensors"
+    tune = ["--set", f"init={trained}", "--set", "train_encoder=false", "--set", "warmup_steps=1"]
+    assert main([*args, "--out", str(tmp_path / "b"), *tune]) == 0
+    before, after = load_file(trained), load_file(tmp_path / "b" / "vae" / "vae.safetensors")
+    assert before.keys() == after.keys()
+    for key in before:  # encoder and latent mean/std unchanged: the latent space is the same
+        if not key.startswith("decoder."):
+            assert torch.equal(before[key], after[key]), key
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    capsys.readouterr()
+    # a decoder fine-tune needs weights to start from; a missing init file is named
+    assert main([*args, "--out", str(tmp_path / "c"), "--set", "train_encoder=false"]) == 2
+    assert "set init" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "c"), "--set", "init=nowhere.safetensors"]) == 2
+    assert "nowhere.safetensors" in capsys.readouterr().err
+
+
 def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = ["--out", str(tmp_path), *FAST]
     assert main(["vae", *out, "--max-steps", "3", "--set", "stats_clips=2"]) == 0
@@ -90,3 +111,28 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
     gen = Generator.from_config(training_preset("test"))
     gen.load_weights(dest)
     assert gen.open("a red circle moving left", seed=0).step().num_frames == 12
+    # continuing from the exported weights: teacher and student start from them, and the next
+    # export keeps the manifest it replaces as the history of the release
+    released = ["--set", f"init={dest / 'dit.safetensors'}", "--set", "eval_prompts=2"]
+    assert (
+        main(
+            [
+                "teacher",
+                *out,
+                "--max-steps",
+                "2",
+                "--set",
+                "eval_steps=4",
+                "--set",
+                "dataset_clips=8",
+                *released,
+            ]
+        )
+        == 0
+    )
+    assert main(["self-forcing", *out, "--max-steps", "2", "--set", "eval_chunks=2", *released]) == 0
+    assert main(["export", "--out", str(tmp_path), "--preset", "test", "--dest", str(dest)]) == 0
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert manifest["stages"]["teacher"]["init"] == str(dest / "dit.safetensors")
+    assert manifest["stages"]["self-forcing"]["steps"] == 2
+    assert manifest["continued_from"]["stages"]["self-forcing"]["steps"] == 3

@@ -28,7 +28,7 @@ from engine.train.config import RunConfig
 from engine.train.evaluate import eval_prompts, finish_stage
 from engine.train.flow import euler_sample
 from engine.train.latents import LatentDataset
-from engine.train.models import load_dit, load_vae, stage_file, training_preset
+from engine.train.models import init_file, load_dit, load_vae, stage_file, training_preset
 from engine.train.run import StageRun, save_safetensors
 from engine.train.student import make_cache, student_videos
 
@@ -169,7 +169,8 @@ def train(
         )
     schedule = FlowMatchSchedule(gen_cfg.sampler)
     sigmas = [float(s) for s in schedule.step_sigmas]
-    student = load_dit(gen_cfg, stage_file(out_dir, "teacher", "teacher.safetensors"))
+    start = init_file(cfg.init) if cfg.init else stage_file(out_dir, "teacher", "teacher.safetensors")
+    student = load_dit(gen_cfg, start)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     resumed = run.restore({"student": student}, {"opt": opt})
     traj = generate_trajectories(run, cfg, teacher, data, sigmas)

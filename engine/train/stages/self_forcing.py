@@ -32,7 +32,7 @@ from engine.train.config import RunConfig
 from engine.train.dmd import DMDSettings, dmd_loss, fake_score_loss
 from engine.train.evaluate import eval_prompts, finish_stage
 from engine.train.latents import LatentDataset
-from engine.train.models import load_dit, load_vae, stage_file, training_preset
+from engine.train.models import init_file, load_dit, load_vae, stage_file, training_preset
 from engine.train.run import StageRun, save_safetensors
 from engine.train.stages.teacher import ema_update
 from engine.train.student import rollout, student_videos
@@ -79,7 +79,8 @@ def train(
     teacher_file = stage_file(out_dir, "teacher", "teacher.safetensors")
     real = load_dit(gen_cfg, teacher_file).eval().requires_grad_(False)
     fake = load_dit(gen_cfg, teacher_file)
-    student = load_dit(gen_cfg, stage_file(out_dir, "ode", "student.safetensors"))
+    start = init_file(cfg.init) if cfg.init else stage_file(out_dir, "ode", "student.safetensors")
+    student = load_dit(gen_cfg, start)
     ema = copy.deepcopy(student).requires_grad_(False)
     data = LatentDataset.load(Path(out_dir) / "teacher")
     if data is None:

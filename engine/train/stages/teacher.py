@@ -26,7 +26,7 @@ from engine.train.config import RunConfig
 from engine.train.evaluate import eval_prompts, finish_stage, teacher_videos
 from engine.train.flow import add_noise, sample_sigmas, timesteps
 from engine.train.latents import load_or_encode
-from engine.train.models import load_vae, stage_file, training_preset
+from engine.train.models import init_file, load_dit, load_vae, stage_file, training_preset
 from engine.train.run import StageRun, save_safetensors
 
 
@@ -82,10 +82,13 @@ def train(
         run.dir, vae, text, clips, cfg.dataset_clips, cfg.seed, note=run.note, quiet=run.quiet
     )
 
-    teacher = CausalDiT(gen_cfg.dit)
-    with torch.no_grad():  # the output layer starts at zero (as DiT's adaLN-Zero head): flow 0
-        teacher.head.head.weight.zero_()
-        teacher.head.head.bias.zero_()
+    if cfg.init:  # continue from earlier weights (e.g. the shipped student: same parameters)
+        teacher = load_dit(gen_cfg, init_file(cfg.init))
+    else:
+        teacher = CausalDiT(gen_cfg.dit)
+        with torch.no_grad():  # the output layer starts at zero (as DiT's adaLN-Zero head): flow 0
+            teacher.head.head.weight.zero_()
+            teacher.head.head.bias.zero_()
     ema = copy.deepcopy(teacher).requires_grad_(False)
     opt = torch.optim.AdamW(teacher.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     run.restore({"teacher": teacher, "ema": ema}, {"opt": opt})

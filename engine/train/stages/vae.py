@@ -9,12 +9,18 @@ diffusion model makes).
 
 The temporal term matters: one latent frame codes 4 pixel frames, and with per-frame losses
 alone the decoder settles on the L1-optimal shortcut of drawing a moving object at its mean
-position in all 4 frames (a video that stands still and jumps every 4th frame -- which the
-evaluator reads as "still"). Matching frame-to-frame differences makes that shortcut expensive.
+position in all 4 frames (a video that stands still and jumps every 4th frame, which the
+evaluator's frozen-frame alarm flags). Matching frame-to-frame differences makes that shortcut
+expensive -- but not expensive enough yet: the shipped decoder still takes it (see
+docs/models.md, "What it can and cannot do").
 
 After training, the per-channel mean and std of the posterior means over `stats_clips` clips are
 measured and stored in the VAE's `latent_mean` / `latent_std` buffers (the diffusion model works
 on (z - mean) / std), and `vae.safetensors` plus a reconstruction grid `recon.png` are written.
+
+Decoder fine-tuning (`init` = trained VAE weights, `train_encoder = false`): the encoder and the
+latent statistics stay as they are, so the latent space -- and every diffusion model trained on
+it -- stays valid while the decoder learns to draw better from the same latents.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from engine.data.tensors import to_model_input
 from engine.train.clips import ClipConfig, clip_batch, sample_clip
 from engine.train.config import RunConfig
 from engine.train.images import save_grid
-from engine.train.models import training_preset
+from engine.train.models import init_file, training_preset
 from engine.train.run import StageRun, save_safetensors
+from engine.vae.factory import load_vae_weights
 from engine.vae.tiny import TinyVAE, TinyVAEConfig
 
 
@@ -48,6 +55,13 @@ class VAEStageConfig(RunConfig):
     kl_weight: float = 1e-4
     stats_clips: int = 64
     two_object_prob: float = 0.3
+    # False: fine-tune the decoder only (with `init`): the latent space -- and every diffusion
+    # model trained on it -- stays valid, and the stored latent mean/std are kept
+    train_encoder: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.train_encoder and not self.init:
+            raise ValueError("train_encoder = false fine-tunes the decoder of trained weights: set init")
 
 
 CONFIG = VAEStageConfig
@@ -105,7 +119,11 @@ def train(
         two_object_prob=cfg.two_object_prob,
     )
     vae = TinyVAE(gen_cfg.vae)
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    if cfg.init:
+        load_vae_weights(init_file(cfg.init), vae)
+    vae.encoder.requires_grad_(cfg.train_encoder)
+    params = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     run.restore({"vae": vae}, {"opt": opt})
     vae.train()
     while not run.done:
@@ -115,17 +133,19 @@ def train(
         losses = vae_losses(vae, video, cfg)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         if torch.isfinite(norm):  # a rare overflow skips its step instead of poisoning the weights
             opt.step()
         run.record(**{k: v.item() for k, v in losses.items()}, lr=lr)
         run.maybe_save({"vae": vae}, {"opt": opt})
     run.save({"vae": vae}, {"opt": opt})
     vae.eval()
-    stats_rng = np.random.default_rng(cfg.seed + 1)
-    mean, std = measure_latent_stats(vae, clips, cfg.stats_clips, stats_rng)
-    vae.latent_mean.copy_(mean)
-    vae.latent_std.copy_(std)
+    if cfg.train_encoder:
+        stats_rng = np.random.default_rng(cfg.seed + 1)
+        mean, std = measure_latent_stats(vae, clips, cfg.stats_clips, stats_rng)
+        vae.latent_mean.copy_(mean)
+        vae.latent_std.copy_(std)
+    mean, std = vae.latent_mean, vae.latent_std
     save_safetensors(vae, run.dir / "vae.safetensors")
     psnr = _write_samples(vae, clips, run.dir / "recon.png", np.random.default_rng(cfg.seed + 2))
     run.close()
