@@ -9,10 +9,11 @@ from engine.data.dataset import make_clip
 from engine.data.layout import Track
 from engine.data.render import RenderConfig, render_background, render_frames
 from engine.data.vocab import COLOUR_NAMES, GROWTH_RATE, MOTIONS, SHAPES, SIZES
-from engine.data.world import BackgroundSpec, ObjectSpec
+from engine.data.world import BackgroundSpec, ObjectSpec, SceneSpec
 from engine.eval.defects import h264_roundtrip, mild_degradation
-from engine.eval.fidelity import FidelityTally, score_prompt_fidelity
-from engine.eval.recognise import recognise_clip, size_class
+from engine.eval.fidelity import FidelityTally, match_objects, score_prompt_fidelity
+from engine.eval.quality import quality_measures
+from engine.eval.recognise import recognise_clip, recognise_tracks, size_class
 
 CFG = RenderConfig()
 
@@ -64,11 +65,6 @@ def test_motion_in_steps_is_read_by_direction_and_flagged_as_frozen(motion: str)
     """A stuttering video (each position held for 4 frames, then a jump: what a VAE that decodes
     a latent frame's 4 pixel frames alike produces) still moves as asked; the stutter is a
     quality defect, caught by the frozen-frame alarm, not a different motion."""
-    from engine.data.world import SceneSpec
-    from engine.eval.fidelity import match_objects
-    from engine.eval.quality import quality_measures
-    from engine.eval.recognise import recognise_tracks
-
     obj = ObjectSpec("white", "circle", motion, "medium")
     smooth = _single(obj, BackgroundSpec("black", "plain"))
     steps = smooth[(np.arange(len(smooth)) // 4) * 4]

@@ -145,7 +145,6 @@ def train(
         mean, std = measure_latent_stats(vae, clips, cfg.stats_clips, stats_rng)
         vae.latent_mean.copy_(mean)
         vae.latent_std.copy_(std)
-    mean, std = vae.latent_mean, vae.latent_std
     save_safetensors(vae, run.dir / "vae.safetensors")
     psnr = _write_samples(vae, clips, run.dir / "recon.png", np.random.default_rng(cfg.seed + 2))
     run.close()
@@ -154,8 +153,8 @@ def train(
         "steps": run.step,
         "minutes": run.elapsed / 60,
         "psnr_db": psnr,
-        "latent_mean": mean.tolist(),
-        "latent_std": std.tolist(),
+        "latent_mean": vae.latent_mean.tolist(),
+        "latent_std": vae.latent_std.tolist(),
         "last": run.log.read()[-1:],
     }
     run.note(f"[vae] done: {run.step} steps in {run.elapsed / 60:.1f} min, reconstruction PSNR {psnr:.2f} dB")
