@@ -77,8 +77,10 @@ class CausalConv3d(nn.Conv3d):
                 x = torch.cat([past.to(device=x.device, dtype=x.dtype), x], dim=2)
                 front -= past.shape[2]
             # Keep the last `time_pad` input frames (fewer at the stream start). The copy
-            # detaches the slot from the big activation so it can be freed.
-            cache[self.cache_key] = x[:, :, -self.time_pad :].clone()
+            # detaches the slot from the big activation so it can be freed; it is contiguous
+            # (oneDNN outputs can be channels-last), as it is after a snapshot's round trip
+            # through bytes, so a resumed stream takes the same kernels and continues bit for bit.
+            cache[self.cache_key] = x[:, :, -self.time_pad :].clone(memory_format=torch.contiguous_format)
         x = F.pad(x, (*self.spatial_pad, front, 0))
         if _use_onednn(x):
             return torch.mkldnn_convolution(
