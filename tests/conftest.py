@@ -1,8 +1,14 @@
-"""Shared pytest setup: quiet logs, deterministic torch, the `cuda` marker's skip rule."""
+"""Shared pytest setup: quiet logs, deterministic torch, the `cuda` marker's skip rule, and a
+dump of every asyncio task's stack shortly before a test runs into its timeout."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
+import sys
+import threading
+from collections.abc import Generator
 
 import pytest
 
@@ -29,3 +35,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+# pytest-timeout's dump shows threads only; a hung async test waits in the event loop's select,
+# so shortly before the limit every running loop's tasks are printed with where they wait.
+TASK_DUMP_BEFORE_S = 30.0
+
+
+def _dump_async_tasks() -> None:
+    loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and o.is_running()]
+    for loop in loops:
+        for task in asyncio.all_tasks(loop):
+            print(f"--- asyncio task {task.get_name()} (test about to time out)", file=sys.stderr)
+            task.print_stack(file=sys.stderr)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    marker = item.get_closest_marker("timeout")
+    limit = float(marker.args[0]) if marker and marker.args else float(item.config.getini("timeout") or 0)
+    timer = None
+    if limit > 2 * TASK_DUMP_BEFORE_S:
+        timer = threading.Timer(limit - TASK_DUMP_BEFORE_S, _dump_async_tasks)
+        timer.daemon = True
+        timer.start()
+    try:
+        return (yield)
+    finally:
+        if timer is not None:
+            timer.cancel()

@@ -32,7 +32,6 @@ It stops by itself once it has no viewers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import struct
@@ -52,6 +51,7 @@ QUEUE_POLL_S = 0.5
 RECORD_CHECK_S = 2.0
 READ_COUNT = 64
 RETRY_S = 1.0
+CLOSE_S = 5.0  # how long shutdown waits for the readers to stop
 RECENT_LIMIT = 256  # a stream with no chunk events cannot grow `recent` without bound
 _HEADER = struct.Struct(">2sBBIIH")
 CLOSE_NORMAL = 1000
@@ -172,6 +172,7 @@ class SessionRelay:
                 position = await self.broker.queue_position(self.session_id)
                 break
             except BROKER_ERRORS as exc:
+                _raise_if_cancelling()
                 log.warning("relay of %s cannot reach the broker (%s); retrying", self.session_id, exc)
                 await asyncio.sleep(RETRY_S)
         if record is not None:
@@ -230,6 +231,7 @@ class SessionRelay:
                             return
                         terminal_seen = True
             except BROKER_ERRORS as exc:
+                _raise_if_cancelling()
                 # Viewers stay connected; they just get nothing until the broker is back.
                 log.warning("relay of %s lost the broker (%s); retrying", self.session_id, exc)
                 await asyncio.sleep(RETRY_S)
@@ -393,7 +395,18 @@ class Relay:
                 viewer.abort(1001, "server shutting down")
             if relay.task is not None:
                 relay.task.cancel()
-        for relay in relays:
-            if relay.task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await relay.task
+        tasks = {relay.task for relay in relays if relay.task is not None}
+        if not tasks:
+            return
+        # Bounded: a reader stuck in a broker call must not hang the server's shutdown.
+        _, stuck = await asyncio.wait(tasks, timeout=CLOSE_S)
+        for task in stuck:
+            log.error("a relay reader did not stop within %.0f s of shutdown: %s", CLOSE_S, task.get_stack())
+
+
+def _raise_if_cancelling() -> None:
+    """Re-raise a cancellation that a broker client turned into a connection or timeout error,
+    so that a cancelled reader stops instead of retrying."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

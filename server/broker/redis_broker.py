@@ -65,7 +65,11 @@ class RedisBroker(Broker):
         cls, url: str, config: BrokerConfig | None = None, socket_timeout_s: float = 10.0
     ) -> RedisBroker:
         client = aioredis.Redis.from_url(
-            url, protocol=2, socket_timeout=socket_timeout_s, decode_responses=False
+            url,
+            protocol=2,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=socket_timeout_s,  # a connect never waits forever either
+            decode_responses=False,
         )
         return cls(client, config, socket_timeout_s)
 

@@ -15,7 +15,7 @@ from broker_env import BROKER_KINDS, record
 
 from server.api.backpressure import Outgoing, ViewerQueue
 from server.api.relay import TAIL_ENTRIES, Relay
-from server.broker import Broker
+from server.broker import Broker, MemoryBroker, OutputEntry
 from server.media.framing import MediaKind, unpack_media
 
 
@@ -160,3 +160,30 @@ async def test_a_restart_by_the_worker_is_relayed_again() -> None:
             assert await take(q, 5) == ["error:", "started:", "INIT:0", "chunk:0", "FRAGMENT:0"]
         finally:
             await relay.aclose()
+
+
+class CancelToTimeoutBroker(MemoryBroker):
+    """A broker client that reports a cancelled blocking read as a timeout (as a socket client
+    may when the cancel lands while its own read deadline fires)."""
+
+    async def read_output(
+        self, session_id: str, after_id: str = "0", block_s: float = 0.0, count: int = 100
+    ) -> list[OutputEntry]:
+        try:
+            return await super().read_output(session_id, after_id, block_s, count)
+        except asyncio.CancelledError:
+            raise TimeoutError("read cancelled") from None
+
+
+async def test_shutdown_stops_a_reader_whose_broker_turns_cancel_into_timeout() -> None:
+    broker = CancelToTimeoutBroker()
+    sid = await new_session(broker)
+    relay = Relay(broker)
+    q = ViewerQueue(8)
+    relay.attach(sid, q)
+    assert await take(q, 1) == ["queued:"]
+    reader = relay.sessions[sid].task
+    assert reader is not None
+    await asyncio.sleep(0.05)  # the reader is inside its blocking read
+    await asyncio.wait_for(relay.aclose(), 3)
+    assert reader.done() and q.aborted and q.close_code == 1001
