@@ -26,7 +26,7 @@ from engine.generator import Generator
 PROMPTS = (
     "a red circle moving left on a black background",
     "a small blue square bouncing",
-    "two objects: a yellow triangle moving up and a white star staying still",
+    "two objects: a yellow triangle moving up and a white square staying still",
 )
 
 

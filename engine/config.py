@@ -98,8 +98,10 @@ class SamplerConfig:
 class TextConfig:
     """Which prompt encoder the preset uses (see `engine.text`)."""
 
-    kind: Literal["hash", "umt5", "minilm"] = "hash"
-    path: str | None = None  # model directory for "umt5" / "minilm" (minilm: the installed package)
+    kind: Literal["hash", "umt5", "grounded"] = "hash"
+    # "umt5": the transformers model directory; "grounded": the grounding head's weights file
+    # (None: seeded random head weights; generators load the shipped `text.safetensors`)
+    path: str | None = None
     cache_size: int = 256  # LRU entries of prompt embeddings
 
 

@@ -119,14 +119,17 @@ class Generator:
         return cls.from_preset(preset, weights=path, **kwargs)
 
     def load_weights(self, path: str | Path) -> None:
-        """Load a DiT checkpoint file, or a directory with dit.safetensors (+ vae.safetensors)."""
+        """Load a DiT checkpoint file, or a directory with dit.safetensors (+ vae.safetensors and
+        text.safetensors)."""
         path = Path(path)
         dit_file = path / "dit.safetensors" if path.is_dir() else path
         optional = ("gate_compress",)  # sparse-attention gates default to zero (dense behaviour)
         load_into(self.dit, read_checkpoint(dit_file), optional=optional, source=str(dit_file))
-        vae_file = path / "vae.safetensors" if path.is_dir() else None
-        if vae_file is not None and vae_file.exists():
-            load_vae_weights(vae_file, self.vae)
+        if path.is_dir():
+            if (path / "vae.safetensors").exists():
+                load_vae_weights(path / "vae.safetensors", self.vae)
+            if (path / "text.safetensors").exists():  # a trained prompt encoder (the tiny preset's head)
+                self.text.load_weights(path / "text.safetensors")
         self._prompt_kv.clear()
 
     # -- prompts -----------------------------------------------------------------------------

@@ -3,13 +3,15 @@
 - `wan-1.3b`: Wan2.1-T2V-1.3B made causal (Self Forcing), 480x832, rolling 21-frame window
   with a 3-frame sink, UMT5 prompts. Load real weights with `Generator.from_checkpoint`.
 - `tiny`: the shipped CPU model (128x128, 16 fps; see docs/models.md). Its weights live in
-  engine/weights/; without them it runs with seeded random weights.
+  engine/weights/; without them it runs with seeded random weights. Patch 1x4x4 (16 tokens per
+  latent frame), the grounded prompt encoder, sampler shift 2.
 - `test`: a micro model for unit tests (32x32 pixels, 2 layers).
 """
 
 from __future__ import annotations
 
 from engine.config import CacheConfig, DiTConfig, GeneratorConfig, SamplerConfig, TextConfig
+from engine.text.schema import ROW_WIDTH, ROWS
 from engine.vae.config import VAEConfig
 from engine.vae.tiny import TinyVAEConfig
 
@@ -27,13 +29,31 @@ WAN_1_3B = GeneratorConfig(
 
 TINY = GeneratorConfig(
     name="tiny",
-    dit=DiTConfig(text_len=24, dim=192, ffn_dim=768, text_dim=384, num_heads=3, num_layers=6),
-    cache=CacheConfig(mode="rolling", max_frames=12, sink_frames=3, rope_positions="window"),
-    sampler=SamplerConfig(),
-    vae=TinyVAEConfig(
-        z_dim=16, widths=(128, 64, 32), encoder_widths=(128, 64, 64), blocks=(2, 1, 1), temporal_blocks=2
+    dit=DiTConfig(
+        patch_size=(1, 4, 4),
+        text_len=ROWS,
+        text_dim=ROW_WIDTH,
+        in_dim=8,
+        out_dim=8,
+        dim=192,
+        ffn_dim=768,
+        num_heads=3,
+        num_layers=6,
     ),
-    text=TextConfig(kind="minilm"),
+    cache=CacheConfig(mode="rolling", max_frames=12, sink_frames=3, rope_positions="window"),
+    # the Self Forcing steps (1000/750/500/250) warped with shift 2, not Wan's 5: the flow-matching
+    # shift grows with the number of latent values per frame (SD3), and 16x16x8 is 200x fewer
+    sampler=SamplerConfig(shift=2.0),
+    vae=TinyVAEConfig(
+        z_dim=8,
+        encoder_widths=(128, 64, 64),
+        encoder_blocks=(2, 1, 1),
+        latent_width=128,
+        temporal_blocks=2,
+        widths=(64, 48, 32),
+        blocks=(1, 1, 1),
+    ),
+    text=TextConfig(kind="grounded"),
     latent_height=16,
     latent_width=16,
     fps=16,

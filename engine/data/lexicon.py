@@ -23,8 +23,6 @@ SHAPE_WORDS: dict[str, tuple[str, ...]] = {
     "circle": ("circle", "disc", "ball", "dot", "orb"),
     "square": ("square", "box", "block"),
     "triangle": ("triangle", "triangular shape"),
-    "diamond": ("diamond", "rhombus", "lozenge"),
-    "star": ("star", "five-pointed star", "star shape"),
 }
 
 SIZE_WORDS: dict[str, tuple[str, ...]] = {
@@ -118,8 +116,6 @@ PARSE_EXTRA: dict[str, dict[str, tuple[str, ...]]] = {
     "shape": {
         "circle": ("disk", "round", "sphere", "circular"),
         "square": ("cube", "squared"),
-        "diamond": ("diamond shaped", "rhomb"),
-        "star": ("pentagram", "star shaped", "starlike"),
     },
     "size": {"small": ("wee",), "medium": ("moderate", "average sized"), "large": ("giant", "enormous")},
     "bg": {"black": ("dark",), "gray": ("dark gray", "dark grey")},

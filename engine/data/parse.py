@@ -79,8 +79,6 @@ _PLURALS = {
     "circle": ("circles", "discs", "balls", "dots", "orbs"),
     "square": ("squares", "boxes", "blocks"),
     "triangle": ("triangles",),
-    "diamond": ("diamonds",),
-    "star": ("stars",),
 }
 _FILLER = {"to", "the", "toward", "towards", "and", "diagonally", "corner"}
 
@@ -106,7 +104,7 @@ def _build_table() -> dict[tuple[str, ...], Tag]:
     add("C", PARSE_EXTRA["colour"])
     add("S", SHAPE_WORDS)
     add("S", PARSE_EXTRA["shape"])
-    add("S", {"triangle": ("triangular",), "star": ("five pointed",)})
+    add("S", {"triangle": ("triangular",)})
     add("S", _PLURALS, plural=True)
     add("Z", SIZE_WORDS)
     add("Z", PARSE_EXTRA["size"])

@@ -7,8 +7,8 @@ both directly from a pixel mask.
 
 Polygons are symmetric under n-fold rotation plus a mirror, so the signed distance is computed by
 folding the polar angle into one wedge of width pi/n and measuring the distance to a single edge
-(from an outer vertex A at angle 0 to a point B at angle pi/n). That is exact, needs one atan2
-per pixel, and costs the same for a 10-edge star as for a square.
+(from an outer vertex A at angle 0 to the edge midpoint B at angle pi/n). That is exact, needs
+one atan2 per pixel, and costs the same for a triangle as for a square.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Wedge:
-    """A polygon as n-fold symmetric wedge: vertex radius ``ra`` at ``phase``, radius ``rb`` at
-    ``phase + pi/n`` (the next vertex for a star, the edge midpoint for a regular polygon)."""
+    """A regular polygon as n-fold symmetric wedge: vertex radius ``ra`` at ``phase``, radius
+    ``rb`` at ``phase + pi/n`` (the edge midpoint)."""
 
     n: int
     phase: float
@@ -36,17 +36,9 @@ def _regular(n: int, phase_deg: float) -> Wedge:
     return Wedge(n, math.radians(phase_deg), rc, rc * math.cos(math.pi / n))
 
 
-def _star(points: int, inner_ratio: float) -> Wedge:
-    # Star polygon with alternating radii Ro, Ri: area = points * Ro * Ri * sin(pi / points).
-    ro = math.sqrt(math.pi / (points * inner_ratio * math.sin(math.pi / points)))
-    return Wedge(points, math.radians(-90.0), ro, ro * inner_ratio)
-
-
 WEDGES: dict[str, Wedge] = {
     "square": _regular(4, 45.0),
-    "diamond": _regular(4, 0.0),
     "triangle": _regular(3, -90.0),  # apex up
-    "star": _star(5, 0.5),  # top point up
 }
 
 
@@ -104,7 +96,7 @@ def _extents(shape: str) -> tuple[float, float, float, float]:
 
 
 EXTENTS: dict[str, tuple[float, float, float, float]] = {
-    s: _extents(s) for s in ("circle", "square", "triangle", "diamond", "star")
+    s: _extents(s) for s in ("circle", "square", "triangle")
 }
 
 

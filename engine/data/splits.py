@@ -6,7 +6,7 @@ when
     (colour_index + 2 * shape_index + 3 * motion_index) % 10 == 0
 
 with indices into ``vocab.COLOUR_NAMES``, ``vocab.SHAPES`` and ``vocab.MOTIONS``. Because 3 is
-invertible mod 10 and 2 * shape_index takes distinct values mod 10 for the five shapes, every
+invertible mod 10 and 2 * shape_index takes distinct values mod 10 for the three shapes, every
 (colour, shape) pair keeps at least 10 of its 12 motions in training, and every (colour, motion)
 and (shape, motion) pair is held out with at most one partner — so every attribute value and
 every pair of values is seen in training, but the held-out triples never are. The training split

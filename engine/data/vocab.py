@@ -7,7 +7,7 @@ the indices of these tuples, so appending is safe but reordering changes the spl
 Object colours are saturated and bright; background colours are dark. The evaluator separates
 objects from the background with a linear mixing model (pixel = b + f * (c - b)), which only
 works if every object colour is far from every background colour — keep it that way when adding
-entries. Sizes are *equal-area radii* as a fraction of min(H, W): a small circle and a small star
+entries. Sizes are *equal-area radii* as a fraction of min(H, W): a small circle and a small triangle
 cover the same number of pixels, so the evaluator can read the size class from the area alone.
 """
 
@@ -29,11 +29,13 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 COLOUR_NAMES: tuple[str, ...] = tuple(COLOURS)
 
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star")
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 
 # Equal-area radius as a fraction of min(H, W). Neighbouring classes differ by ~1.57x, so a
-# +-19 % size excursion (growing/shrinking) keeps the median inside its class.
-SIZES: dict[str, float] = {"small": 0.07, "medium": 0.11, "large": 0.17}
+# +-19 % size excursion (growing/shrinking) keeps the median inside its class. At 128x128 a
+# medium object is ~40 px across (5 latent pixels of the tiny VAE): large enough that its shape
+# is a coarse feature for a small diffusion model, not a sub-latent-pixel detail.
+SIZES: dict[str, float] = {"small": 0.10, "medium": 0.157, "large": 0.247}
 SIZE_NAMES: tuple[str, ...] = tuple(SIZES)
 
 # Image coordinates: x to the right, y DOWN (so "up" is -y).
@@ -62,7 +64,7 @@ BACKGROUND_COLOUR_NAMES: tuple[str, ...] = tuple(BACKGROUND_COLOURS)
 TEXTURES: tuple[str, ...] = ("plain", "checkerboard", "stripes", "noise")
 
 # Motion speeds in units of min(H, W) per second.
-LINEAR_SPEED: tuple[float, float] = (0.15, 0.22)
+LINEAR_SPEED: tuple[float, float] = (0.12, 0.18)
 BOUNCE_SPEED: tuple[float, float] = (0.45, 0.60)
 # Growing/shrinking: log-radius rate per second; the radius changes by sqrt(2) every 2 s.
 GROWTH_RATE: float = math.log(math.sqrt(2.0)) / 2.0

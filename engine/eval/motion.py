@@ -2,7 +2,7 @@
 
 All quantities are in frame units (min(H, W)) and seconds, so thresholds do not depend on the
 resolution or frame rate. The world's motions are well separated: translations move at
->= 0.15 units/s, bounces at >= 0.45 units/s with a reversal, growth changes the log-radius by
+>= 0.12 units/s, bounces at >= 0.45 units/s with a reversal, growth changes the log-radius by
 ~0.17 per second, still objects do none of that. Estimates use lagged differences and medians,
 and drop jumps (an object wrapping around the frame, a sawtooth growth snapping back), so they are
 robust to the endless-stream motion laws and to a few bad frames.

@@ -121,11 +121,11 @@ def run_validation(
 
 
 STREAM_PROMPTS = (
-    "a red circle moving left and a blue star bouncing on a gray background",
+    "a red circle moving left and a blue triangle bouncing on a gray background",
     "a yellow triangle growing on a navy checkerboard",
     "a large white square moving down and to the right on a black background",
-    "a green diamond bouncing and a purple circle staying still",
-    "a small orange star moving up on a maroon striped background",
+    "a green square bouncing and a purple circle staying still",
+    "a small orange triangle moving up on a maroon striped background",
     "a cyan square shrinking on a dark green background",
 )
 

@@ -20,13 +20,14 @@ def build_text_encoder(config: GeneratorConfig) -> CachedTextEncoder:
         from engine.text.umt5 import UMT5TextEncoder
 
         encoder = UMT5TextEncoder.from_pretrained(text.path, text_len=config.dit.text_len)
-    elif text.kind == "minilm":
-        from engine.text.minilm import MiniLMTextEncoder
+    elif text.kind == "grounded":
+        from engine.text.grounded import GroundedTextEncoder
 
-        encoder = MiniLMTextEncoder(config.dit.text_len, text.path)
-        if config.dit.text_dim != encoder.dim:
+        encoder = GroundedTextEncoder(text.path)
+        if (config.dit.text_len, config.dit.text_dim) != (encoder.text_len, encoder.dim):
             raise ValueError(
-                f"minilm gives {encoder.dim}-wide text rows; the preset's text_dim is {config.dit.text_dim}"
+                f"the grounded encoder gives {encoder.text_len} rows of {encoder.dim}; the preset's DiT "
+                f"takes {config.dit.text_len} of {config.dit.text_dim}"
             )
     else:
         raise ValueError(f"unknown text encoder kind {text.kind!r}")

@@ -7,6 +7,7 @@ prompt's tokens are exact zeros, as the Wan text encoder produces them).
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -46,6 +47,14 @@ class CachedTextEncoder:
         while len(self._cache) > self.max_entries:
             self._cache.popitem(last=False)
         return torch.stack([self._cache[p] for p in prompts])
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load trained weights into the wrapped encoder and forget the cached embeddings."""
+        load = getattr(self.encoder, "load_weights", None)
+        if load is None:
+            raise TypeError(f"{type(self.encoder).__name__} has no trainable weights to load")
+        load(path)
+        self._cache.clear()
 
     def __len__(self) -> int:
         return len(self._cache)

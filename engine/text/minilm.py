@@ -1,4 +1,4 @@
-"""Prompt encoder of the `tiny` preset: the all-MiniLM-L6-v2 sentence model, frozen.
+"""The backbone of the `tiny` prompt encoder: the all-MiniLM-L6-v2 sentence model, frozen.
 
 Why this model (docs/models.md, "Text encoder"): it is small (22 M parameters, ~5 ms per
 prompt on one CPU core), it accepts any English prompt, and its sentence embeddings place
@@ -11,14 +11,12 @@ The BERT encoder is re-implemented here in plain PyTorch (6 layers, 384 wide, 12
 post-LayerNorm) so that the server does not import `transformers`; `tests/engine/test_text.py`
 checks it against `transformers.BertModel` on the same weights.
 
-Output rows, [B, text_len, 384]: row 0 is the sentence embedding (mean of the token states,
-L2-normalised, times sqrt(384) so its entries are ~unit scale), rows 1.. are the states of the
-prompt's word pieces ([CLS] and [SEP] excluded), rows after the prompt are zero.
+`MiniLMBackbone.token_states` gives the contextual state of every word piece; the grounding
+head of `engine.text.grounded` reads the prompt's attributes from them.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -112,39 +110,31 @@ class MiniLMEncoder(nn.Module):
         self.load_state_dict(state, strict=True)
 
 
-class MiniLMTextEncoder:
-    """`TextEncoder` over MiniLM: [B, text_len, 384] rows (see module docstring)."""
+class MiniLMBackbone:
+    """Tokenizer + frozen encoder: prompts -> contextual word-piece states (see module docstring)."""
 
     dim = HIDDEN
 
-    def __init__(self, text_len: int = 32, model_dir: str | Path | None = None) -> None:
+    def __init__(self, model_dir: str | Path | None = None, max_tokens: int = 64) -> None:
         from tokenizers import Tokenizer
 
         model_dir = Path(model_dir) if model_dir else default_model_dir()
-        self.text_len = text_len
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(
-            max_length=min(POSITIONS, text_len + 1)
-        )  # + [CLS]/[SEP] - pooled row
+        self.tokenizer.enable_truncation(max_length=min(POSITIONS, max_tokens))
         self.model = MiniLMEncoder().eval().requires_grad_(False)
         self.model.load_checkpoint(model_dir / "model.safetensors")
 
     @torch.no_grad()
-    def encode(self, prompts: list[str]) -> torch.Tensor:
+    def token_states(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (states [B, L, 384] float32, mask [B, L] bool), L = the longest prompt's word pieces
+        incl. [CLS] and [SEP]; padded positions are zero and False."""
         encodings = self.tokenizer.encode_batch(prompts)
         longest = max(len(e.ids) for e in encodings)
         ids = torch.zeros(len(prompts), longest, dtype=torch.long)
-        mask = torch.zeros(len(prompts), longest, dtype=torch.long)
+        mask = torch.zeros(len(prompts), longest, dtype=torch.bool)
         for i, e in enumerate(encodings):
             ids[i, : len(e.ids)] = torch.tensor(e.ids)
-            mask[i, : len(e.ids)] = 1
-        hidden = self.model(ids, mask)  # [B, L, 384]
-        out = torch.zeros(len(prompts), self.text_len, HIDDEN)
-        for i, e in enumerate(encodings):
-            n = len(e.ids)
-            pooled = hidden[i, :n].mean(0)
-            out[i, 0] = F.normalize(pooled, dim=0) * math.sqrt(HIDDEN)
-            words = hidden[i, 1 : n - 1][: self.text_len - 1]  # drop [CLS], [SEP]
-            out[i, 1 : 1 + len(words)] = words
-        return out
+            mask[i, : len(e.ids)] = True
+        hidden = self.model(ids, mask.long())  # [B, L, 384]
+        return hidden * mask.unsqueeze(-1), mask

@@ -1,5 +1,6 @@
 """`rollcast train STAGE`: run one stage of the tiny model's training recipe.
 
+    rollcast train text           # the grounding head of the prompt encoder
     rollcast train vae            # the streaming VAE
     rollcast train teacher        # bidirectional flow-matching teacher (caption dropout, CFG)
     rollcast train ode            # ODE initialisation of the causal student
@@ -20,8 +21,9 @@ import json
 import sys
 from pathlib import Path
 
-HELP = "train a stage of the tiny model (vae, teacher, ode, self-forcing) or export its weights"
+HELP = "train a stage of the tiny model (text, vae, teacher, ode, self-forcing) or export its weights"
 STAGES: dict[str, str] = {
+    "text": "engine.train.stages.text",
     "vae": "engine.train.stages.vae",
     "teacher": "engine.train.stages.teacher",
     "ode": "engine.train.stages.ode",

@@ -44,7 +44,7 @@ def dmd_direction(
     cond = real.encode_prompt(text)
     uncond = real.encode_prompt(torch.zeros_like(text))
     x0_real = to_x0(x_t, guided_flow(real, x_t, t, cond, uncond, settings.guidance), sigma)
-    x0_fake = to_x0(x_t, fake(x_t, t, fake.encode_prompt(text)), sigma)
+    x0_fake = to_x0(x_t, fake(x_t, t, fake.encode_prompt(text)).float(), sigma)
     norm = (x - x0_real).abs().mean(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-6)
     grad = torch.nan_to_num((x0_fake - x0_real) / norm)
     return grad, {"dmd_grad": grad.abs().mean().item(), "real_gap": (x - x0_real).abs().mean().item()}
@@ -68,4 +68,4 @@ def fake_score_loss(fake: CausalDiT, x0: torch.Tensor, text: torch.Tensor, shift
     sigma = sample_sigmas(b, shift)
     eps = torch.randn_like(x0)
     pred = fake(add_noise(x0, eps, sigma), timesteps(sigma, frames), fake.encode_prompt(text))
-    return F.mse_loss(pred, eps - x0)
+    return F.mse_loss(pred.float(), eps - x0)

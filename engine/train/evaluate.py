@@ -79,6 +79,28 @@ def teacher_videos(
     return out
 
 
+@torch.no_grad()
+def roundtrip_fidelity(
+    vae: TinyVAE, n: int, fps: float, seed: int = 0, seconds: float = 2.0
+) -> dict[str, Any]:
+    """The VAE's ceiling: held-out prompts' own video (rendered by the world with its stream
+    rules) encoded and decoded, then scored like generated video."""
+    from engine.data.eval_prompts import heldout_eval_prompts
+    from engine.data.render import RenderConfig, make_scene, render_scene
+    from engine.data.tensors import to_model_input
+
+    frames = vae.config.pixel_frames(max(1, round(seconds * fps / vae.config.frames_per_latent)))
+    rng = np.random.default_rng(seed)
+    prompts = heldout_eval_prompts(seed=seed)
+    picked = [prompts[int(i)] for i in rng.permutation(len(prompts))[:n]]
+    videos = []
+    for p in picked:
+        render = RenderConfig(num_frames=frames, fps=fps)
+        clip = render_scene(make_scene(p.spec, rng, render, clip=False), render)
+        videos.append(from_model_output(vae.decode(vae.encode_latent(to_model_input(clip)[None]))[0]))
+    return score_videos(videos, [p.text for p in picked], fps)
+
+
 def save_samples(videos: Sequence[np.ndarray], path: Path, every: int = 3) -> None:
     save_grid(list(videos), path, every=every)
 

@@ -1,6 +1,7 @@
 """`rollcast train export`: install a finished run's weights as a preset's shipped weights.
 
-Writes `dit.safetensors` (the Self Forcing student's EMA weights) and `vae.safetensors` into
+Writes `dit.safetensors` (the Self Forcing student's EMA weights), `vae.safetensors` and, for a
+preset with a grounded prompt encoder, `text.safetensors` (the grounding head) into
 engine/weights/<preset>/ (or `dest`). Weights are stored in fp16 to keep the package small
 (loading casts them back to the model's dtype); the VAE's latent statistics stay fp32.
 """
@@ -39,19 +40,30 @@ def export_weights(
     written = {"dit": target / "dit.safetensors", "vae": target / "vae.safetensors"}
     save_safetensors(_half(dit), written["dit"])
     save_safetensors(_half(vae), written["vae"])
+    text_head = Path(out_dir) / "text" / "text.safetensors"
+    if text_head.exists():  # a preset with a grounded prompt encoder (tiny)
+        written["text"] = target / "text.safetensors"
+        save_safetensors(_half(read_state_dict(text_head)), written["text"])
     manifest: dict[str, Any] = {"preset": preset, "stages": _stage_summary(Path(out_dir))}
     written["manifest"] = target / "manifest.json"
-    if any(s.get("init") for s in manifest["stages"].values()) and written["manifest"].exists():
-        # stages continued from earlier weights: keep the history of what they started from
+    if _continues(manifest, target) and written["manifest"].exists():
+        # stages continued from the weights being replaced: keep the history of what they started from
         manifest["continued_from"] = json.loads(written["manifest"].read_text())
     written["manifest"].write_text(json.dumps(manifest, indent=2) + "\n")
     return written
 
 
+def _continues(manifest: dict[str, Any], target: Path) -> bool:
+    """Whether a stage started from weights in `target` (not from another run's, e.g. the VAE
+    decoder run starting from the encoder run)."""
+    inits = [Path(s["init"]) for s in manifest["stages"].values() if s.get("init")]
+    return any(init.resolve().parent == target.resolve() for init in inits)
+
+
 def _stage_summary(out_dir: Path) -> dict[str, dict[str, Any]]:
     """Steps and minutes of each stage that ran (and its `init` weights, if it continued)."""
     summary: dict[str, dict[str, Any]] = {}
-    for stage in ("vae", "teacher", "ode", "self-forcing"):
+    for stage in ("text", "vae", "teacher", "ode", "self-forcing"):
         metrics = out_dir / stage / "metrics.jsonl"
         lines = [json.loads(x) for x in metrics.read_text().splitlines() if x] if metrics.exists() else []
         if not lines:

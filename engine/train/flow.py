@@ -49,9 +49,9 @@ def guided_flow(
 ) -> torch.Tensor:
     """Classifier-free guidance: v_u + scale (v_c - v_u), both in one batched call."""
     if scale == 1.0:
-        return model(x, t, cond)
+        return model(x, t, cond).float()
     both = PromptKV.cat([cond, uncond])
-    out = model(torch.cat([x, x]), torch.cat([t, t]), both)
+    out = model(torch.cat([x, x]), torch.cat([t, t]), both).float()  # fp32 also under autocast
     v_c, v_u = out.chunk(2)
     return v_u + scale * (v_c - v_u)
 

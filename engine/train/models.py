@@ -14,11 +14,19 @@ import torch
 from engine.config import GeneratorConfig
 from engine.model.dit import CausalDiT
 from engine.presets import get_preset
+from engine.text import build_text_encoder
+from engine.text.base import CachedTextEncoder
 from engine.vae.factory import load_vae_weights
 from engine.vae.tiny import TinyVAE, TinyVAEConfig
 
 TEST_VAE = TinyVAEConfig(
-    z_dim=16, widths=(8, 8, 8), encoder_widths=(8, 8, 8), blocks=(1, 0, 0), temporal_blocks=1
+    z_dim=16,
+    encoder_widths=(8, 8, 8),
+    encoder_blocks=(1, 0, 0),
+    latent_width=8,
+    temporal_blocks=1,
+    widths=(8, 8, 8),
+    blocks=(1, 0, 0),
 )
 
 
@@ -63,6 +71,14 @@ def stage_file(out_dir: str | Path, stage: str, name: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `rollcast train {stage} --out {out_dir}` first")
     return path
+
+
+def run_text_encoder(config: GeneratorConfig, out_dir: str | Path) -> CachedTextEncoder:
+    """The prompt encoder a run's stages use: for a grounded preset (tiny), the grounding head
+    trained by the run's own `text` stage; otherwise the preset's encoder as it is."""
+    if config.text.kind == "grounded":
+        config = config.replace(text={"path": str(stage_file(out_dir, "text", "text.safetensors"))})
+    return build_text_encoder(config)
 
 
 def frozen(module: torch.nn.Module) -> torch.nn.Module:

@@ -9,6 +9,7 @@ import numpy as np
 from engine.train.run import MetricsLog
 
 CURVES: dict[str, tuple[str, ...]] = {
+    "text": ("loss",),
     "vae": ("loss", "l1", "l2", "grad"),
     "teacher": ("loss",),
     "ode": ("loss",),

@@ -92,7 +92,7 @@ async def test_sessions_are_isolated_and_queue_beyond_capacity(dep: Deployment) 
     assert MAX_SESSIONS == 2
     # paced to real time, A and B run for seconds: C (created at once) must wait for a slot
     a = await create(dep, "a red circle", seed=11, max_frames=57)  # chunks of 9 + 4 x 12 frames
-    b = await create(dep, "a white star bouncing", seed=12, max_frames=69)  # 9 + 5 x 12
+    b = await create(dep, "a white triangle bouncing", seed=12, max_frames=69)  # 9 + 5 x 12
     va, vb = (
         Viewer(f"{dep.ws_url}/v1/sessions/{a['id']}/stream"),
         Viewer(f"{dep.ws_url}/v1/sessions/{b['id']}/stream"),
@@ -119,7 +119,7 @@ async def test_sessions_are_isolated_and_queue_beyond_capacity(dep: Deployment) 
     assert recs["c"]["started_at"] >= min(recs["a"]["ended_at"], recs["b"]["ended_at"]) - 0.05
     # each viewer got its own session's pictures: the same sessions generated and encoded here
     gen = Generator.from_preset("test")
-    for v, prompt, seed in ((va, "a red circle", 11), (vb, "a white star bouncing", 12)):
+    for v, prompt, seed in ((va, "a red circle", 11), (vb, "a white triangle bouncing", 12)):
         session = gen.open(prompt, seed=seed)
         with FMP4Encoder(48, 32, 16) as enc:
             fragments = [enc.encode_chunk(session.step().frames) for _ in range(2)]

@@ -75,10 +75,10 @@ def test_training_split_never_uses_heldout_templates() -> None:
             [("blue", "square", "up", None), ("white", "circle", "still", None)],
         ),
         (
-            "A big green star that moves toward the upper right corner.",
-            [("green", "star", "up_right", "large")],
+            "A big green triangle that moves toward the upper right corner.",
+            [("green", "triangle", "up_right", "large")],
         ),
-        ("a violet rhombus moving down and to the left", [("purple", "diamond", "down_left", None)]),
+        ("a violet box moving down and to the left", [("purple", "square", "down_left", None)]),
         (
             "a red circle moving left and rising blue square",
             [("red", "circle", "left", None), ("blue", "square", "up", None)],
@@ -87,7 +87,7 @@ def test_training_split_never_uses_heldout_templates() -> None:
             "a cyan box and an orange dot, both falling",
             [("cyan", "square", "down", None), ("orange", "circle", "down", None)],
         ),
-        ("a tiny white star getting smaller", [("white", "star", "shrinking", "small")]),
+        ("a tiny white triangle getting smaller", [("white", "triangle", "shrinking", "small")]),
     ],
 )
 def test_paraphrases_parse(text: str, expected: list[tuple[str, str, str, str | None]]) -> None:

@@ -15,7 +15,7 @@ CFG = RenderConfig()
 
 def test_stream_is_deterministic() -> None:
     def run() -> np.ndarray:
-        s = StreamRenderer("a red circle moving left and a blue star bouncing", CFG, seed=4)
+        s = StreamRenderer("a red circle moving left and a blue triangle bouncing", CFG, seed=4)
         a = s.render(20)
         s.set_prompt("a yellow square growing on a navy checkerboard")
         return np.concatenate([a, s.render(20)])
@@ -24,7 +24,7 @@ def test_stream_is_deterministic() -> None:
 
 
 def test_streams_run_for_ten_minutes_within_bounds() -> None:
-    prompt = "a red circle moving up and to the left, a blue star bouncing and a white square growing"
+    prompt = "a red circle moving up and to the left, a blue triangle bouncing and a white square growing"
     s = StreamRenderer(prompt, CFG, seed=1)
     s.advance(10 * 60 * 16)
     frames = s.render(64)
@@ -61,12 +61,12 @@ def test_prompt_switch_keeps_shared_object_and_fades_others() -> None:
         "a red circle moving right and a green square staying still on a black background", CFG, seed=2
     )
     before = s.render(10)
-    s.set_prompt("a red circle moving down and a yellow star staying still on a gray background")
+    s.set_prompt("a red circle moving down and a yellow triangle staying still on a gray background")
     after = s.render(16)
     # the red circle continues from where it was (moving ~2 px per frame)
     jump = np.linalg.norm(_centroid(after[0], (230, 30, 40)) - _centroid(before[-1], (230, 30, 40)))
     assert jump < 4.0
-    # the yellow star fades in, the green square fades out, the background cross-fades
+    # the yellow triangle fades in, the green square fades out, the background cross-fades
     yellow = np.array([250, 228, 30])
     star_strength = [np.abs(f.astype(int) - yellow).sum(-1).min() for f in after[:10]]
     assert star_strength[0] > star_strength[-1]

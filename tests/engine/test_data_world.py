@@ -69,7 +69,7 @@ def test_spec_dict_round_trip() -> None:
 
 def test_complete_spec_fills_missing_and_keeps_previous_background() -> None:
     prev = SceneSpec((ObjectSpec("red", "circle", "left", "small"),), BackgroundSpec("navy", "stripes"))
-    partial = SceneSpec((ObjectSpec("blue", "star", "up"),), None)
+    partial = SceneSpec((ObjectSpec("blue", "triangle", "up"),), None)
     full = complete_spec(partial, np.random.default_rng(0), prev)
     assert full.is_complete()
     assert full.background == prev.background

@@ -13,7 +13,7 @@ from engine.eval.drift import DriftConfig, drift_report, iter_windows
 from engine.eval.report import format_drift_table
 
 CFG = RenderConfig()
-A = "a red circle moving left and a blue star bouncing on a gray background"
+A = "a red circle moving left and a blue triangle bouncing on a gray background"
 B = "a yellow triangle growing on a navy checkerboard"
 # 40 s of video, a switch at 20 s, 4 s windows, 10 s buckets: fast but the same code paths.
 # Windows after the switch start at 21, 25, 29, 33, 37 s (1 s settle); defects start at 34 s,

@@ -83,7 +83,7 @@ def test_tally_and_evaluate_videos() -> None:
         tally.add(score_prompt_fidelity(c.frames, c.spec))
     assert tally.summary()["all_correct"] == 1.0
     items = [(c.frames, c.caption) for c in clips]
-    items.append((clips[0].frames, "a purple star moving up"))  # wrong prompt
+    items.append((clips[0].frames, "a purple triangle moving up"))  # wrong prompt
     items.append((clips[0].frames, "nothing recognisable here"))  # unparseable
     rep = evaluate_videos(items)
     assert rep["n"] == 7 and len(rep["errors"]) == 1

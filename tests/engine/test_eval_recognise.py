@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -76,8 +78,9 @@ def test_motion_in_steps_is_read_by_direction_and_flagged_as_frozen(motion: str)
 
 
 def test_size_class_boundaries() -> None:
-    assert size_class(0.07) == "small" and size_class(0.11) == "medium" and size_class(0.17) == "large"
-    assert size_class(0.085) == "small" and size_class(0.09) == "medium"
+    assert size_class(0.10) == "small" and size_class(0.157) == "medium" and size_class(0.247) == "large"
+    boundary = math.sqrt(SIZES["small"] * SIZES["medium"])  # geometric mean
+    assert size_class(0.98 * boundary) == "small" and size_class(1.02 * boundary) == "medium"
 
 
 def test_empty_and_noise_frames_have_no_objects() -> None:

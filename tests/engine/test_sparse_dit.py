@@ -22,7 +22,7 @@ def small(preset: str) -> GeneratorConfig:
     latent, so that every preset runs on CPU in seconds."""
     cfg = get_preset(preset)
     dit = dataclasses.replace(cfg.dit, num_layers=2)
-    return cfg.replace(dit=dit, latent_height=6, latent_width=10, text={"kind": "hash"})
+    return cfg.replace(dit=dit, latent_height=8, latent_width=12, text={"kind": "hash"})
 
 
 def with_sparse(cfg: GeneratorConfig, **vsa: object) -> GeneratorConfig:

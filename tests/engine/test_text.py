@@ -1,4 +1,5 @@
-"""Prompt encoders: LRU cache, the hash encoder, MiniLM (vs transformers), UMT5 (tiny random)."""
+"""Prompt encoders: LRU cache, the hash encoder, the MiniLM backbone (vs transformers), UMT5 (tiny
+random). The grounded encoder of the tiny preset: tests/engine/test_text_grounded.py."""
 
 from __future__ import annotations
 
@@ -46,9 +47,9 @@ def test_hash_encoder_is_deterministic_and_zero_padded() -> None:
 
 def test_minilm_matches_transformers_bert() -> None:
     transformers = pytest.importorskip("transformers", reason="reference implementation for the check")
-    from engine.text.minilm import MiniLMTextEncoder, default_model_dir
+    from engine.text.minilm import MiniLMBackbone, default_model_dir
 
-    ours = MiniLMTextEncoder(text_len=16)
+    ours = MiniLMBackbone()
     ref = transformers.BertModel.from_pretrained(str(default_model_dir()), local_files_only=True).eval()
     tok = transformers.AutoTokenizer.from_pretrained(str(default_model_dir()), local_files_only=True)
     prompts = ["a red circle moving left on a black background", "two objects"]
@@ -60,17 +61,19 @@ def test_minilm_matches_transformers_bert() -> None:
     torch.testing.assert_close(got[mask], want[mask], atol=2e-5, rtol=1e-4)
 
 
-def test_minilm_rows_and_paraphrase_similarity() -> None:
-    from engine.text.minilm import MiniLMTextEncoder
+def test_minilm_token_states_mask_and_paraphrase_similarity() -> None:
+    from engine.text.minilm import MiniLMBackbone
 
-    enc = MiniLMTextEncoder(text_len=8)
-    x = enc.encode(
+    backbone = MiniLMBackbone()
+    states, mask = backbone.token_states(
         ["a red circle moving left", "a red circle that moves to the left", "a blue square moving up"]
     )
-    assert x.shape == (3, 8, 384)
-    # "a red circle moving left" = 5 word pieces + pooled row, then zero rows
-    assert torch.all(x[0, 6:] == 0) and x[0, 5].abs().sum() > 0
-    pooled = torch.nn.functional.normalize(x[:, 0], dim=-1)
+    assert states.shape[0] == 3 and states.shape[2] == 384
+    # "a red circle moving left" = [CLS] + 5 word pieces + [SEP]; padded positions are zero
+    assert mask[0].sum() == 7 and torch.all(states[0, 7:] == 0) and torch.all(states[0, :7].abs().sum(-1) > 0)
+    pooled = torch.nn.functional.normalize(
+        (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True), dim=-1
+    )
     sim = pooled @ pooled.T
     assert sim[0, 1] > sim[0, 2]  # the paraphrase is closer than a different scene
 

@@ -12,7 +12,9 @@ from safetensors.torch import load_file
 
 from engine.train.cli import main
 from engine.train.config import default_config_path, load_config
+from engine.train.models import training_preset
 from engine.train.run import MetricsLog
+from engine.vae.tiny import TinyVAE
 
 FAST = ["--preset", "test", "--quiet", "--set", "threads=1", "--set", "log_every=1"]
 
@@ -83,6 +85,23 @@ def test_decoder_fine_tune_keeps_the_latent_space(tmp_path: Path, capsys: pytest
     assert "nowhere.safetensors" in capsys.readouterr().err
 
 
+def test_encoder_trained_with_the_shared_decoder_then_the_shipped_decoder(tmp_path: Path) -> None:
+    """The two-run VAE recipe: encoder + cheap `SharedDecoder`, then a fresh per-frame decoder on
+    the frozen encoder; the result has the preset's decoder and the first run's latent space."""
+    args = ["vae", *FAST, "--set", "stats_clips=2", "--set", "batch_size=2", "--max-steps", "2"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--set", "decoder=shared"]) == 0
+    first = load_file(tmp_path / "a" / "vae" / "vae.safetensors")
+    tune = ["--set", f"init={tmp_path / 'a' / 'vae' / 'vae.safetensors'}", "--set", "train_encoder=false"]
+    assert main([*args, "--out", str(tmp_path / "b"), *tune, "--set", "init_decoder=false"]) == 0
+    second = load_file(tmp_path / "b" / "vae" / "vae.safetensors")
+    shipped = TinyVAE(training_preset("test").vae)  # type: ignore[arg-type]
+    shipped.load_state_dict(second, strict=True)  # the preset's decoder
+    assert set(first) != set(second)  # the shared decoder's parameters are gone
+    for key in first:
+        if not key.startswith("decoder."):
+            assert torch.equal(first[key], second[key]), key
+
+
 def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = ["--out", str(tmp_path), *FAST]
     assert main(["vae", *out, "--max-steps", "3", "--set", "stats_clips=2"]) == 0
@@ -136,3 +155,13 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
     assert manifest["stages"]["teacher"]["init"] == str(dest / "dit.safetensors")
     assert manifest["stages"]["self-forcing"]["steps"] == 2
     assert manifest["continued_from"]["stages"]["self-forcing"]["steps"] == 3
+
+
+def test_release_history_is_kept_only_when_continuing_from_the_replaced_weights(tmp_path: Path) -> None:
+    from engine.train.export import _continues
+
+    dest = tmp_path / "weights"
+    assert _continues({"stages": {"teacher": {"init": str(dest / "dit.safetensors")}}}, dest)
+    # the decoder run of a from-scratch recipe starts from the encoder run, not from a release
+    other_run = {"vae": {"init": str(tmp_path / "enc" / "vae" / "vae.safetensors")}, "teacher": {}}
+    assert not _continues({"stages": other_run}, dest)

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from engine.data.render import RenderConfig, make_scene, render_scene
 from engine.data.tensors import to_model_input
+from engine.data.world import BackgroundSpec, ObjectSpec, SceneSpec
 from engine.model.dit import CausalDiT
 from engine.sampler import FlowMatchSchedule
 from engine.train.clips import ClipConfig, sample_clip
@@ -15,7 +17,7 @@ from engine.train.dmd import DMDSettings, dmd_direction, fake_score_loss
 from engine.train.models import training_preset
 from engine.train.stages.ode import ode_loss
 from engine.train.stages.teacher import flow_matching_loss
-from engine.train.stages.vae import VAEStageConfig, vae_losses
+from engine.train.stages.vae import VAEStageConfig, step_ratio, vae_losses
 from engine.train.student import rollout
 from engine.vae.tiny import TinyVAE
 
@@ -61,6 +63,17 @@ def test_vae_stage_loss_decreases() -> None:
     video = to_model_input(np.stack([sample_clip(rng, clips).frames for _ in range(2)]))
     losses = _fit(lambda: vae_losses(vae, video, VAEStageConfig())["loss"], vae.parameters(), 40, 3e-3)
     assert _decreased(losses, 0.6), losses
+
+
+def test_step_ratio_tells_even_motion_from_stutter() -> None:
+    """Source clips move evenly (~1); holding each latent frame's first frame for 4 frames (the
+    stutter of a decoder that draws the 4 frames alike) scores 0."""
+    spec = SceneSpec((ObjectSpec("red", "circle", "right", "large"),), BackgroundSpec("black", "plain"))
+    render = RenderConfig(width=64, height=64, num_frames=16)
+    clip = render_scene(make_scene(spec, np.random.default_rng(1), render), render)
+    assert 0.5 < step_ratio(clip, 4) < 2.0
+    held = np.repeat(clip[::4], 4, axis=0)
+    assert step_ratio(held, 4) == 0.0
 
 
 def test_teacher_stage_loss_decreases() -> None:

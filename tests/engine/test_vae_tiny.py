@@ -3,6 +3,8 @@ decoding), snapshot round trip, and plugging into sessions through `build_vae`."
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -12,7 +14,13 @@ from engine.vae import StreamingDecoder, TinyVAE, TinyVAEConfig, WanVAE, build_v
 from engine.vae.golden import relative_error
 
 SMALL = TinyVAEConfig(
-    z_dim=4, widths=(8, 6, 4), encoder_widths=(8, 6, 6), blocks=(1, 1, 0), temporal_blocks=2
+    z_dim=4,
+    encoder_widths=(8, 6, 6),
+    encoder_blocks=(1, 1, 0),
+    latent_width=8,
+    temporal_blocks=2,
+    widths=(8, 6, 4),
+    blocks=(1, 1, 0),
 )
 
 
@@ -24,10 +32,10 @@ def _one_thread():  # type: ignore[no-untyped-def]
     torch.set_num_threads(threads)
 
 
-def random_tiny_vae(seed: int) -> TinyVAE:
+def random_tiny_vae(seed: int, decoder: str = "per_frame") -> TinyVAE:
     """Every parameter random (the zero-initialised residual convs included)."""
     torch.manual_seed(seed)
-    vae = TinyVAE(SMALL).eval()
+    vae = TinyVAE(dataclasses.replace(SMALL, decoder=decoder)).eval()
     with torch.no_grad():
         for p in vae.parameters():
             p.normal_(0.0, 0.05 if p.ndim == 1 else 1.0 / (p[0].numel() ** 0.5))
@@ -43,6 +51,8 @@ def test_config_geometry() -> None:
     assert cfg.latent_frames(12) == 3
     with pytest.raises(ValueError):
         cfg.latent_frames(9)
+    with pytest.raises(ValueError):
+        TinyVAEConfig(decoder="flow")
     tiny = get_preset("tiny")
     assert isinstance(tiny.vae, TinyVAEConfig) and tiny.vae.z_dim == tiny.dit.in_dim == tiny.dit.out_dim
     assert (tiny.width, tiny.height) == (128, 128)
@@ -61,9 +71,10 @@ def test_encode_decode_shapes_and_normalisation_round_trip() -> None:
         vae.encode(torch.zeros(1, 3, 6, 16, 24))
 
 
+@pytest.mark.parametrize("decoder", ["per_frame", "shared"])
 @pytest.mark.parametrize("split", [(3, 3), (1, 2, 3), (6,), (2, 1, 1, 2)])
-def test_any_split_equals_whole_decode(split: tuple[int, ...]) -> None:
-    vae = random_tiny_vae(1)
+def test_any_split_equals_whole_decode(split: tuple[int, ...], decoder: str) -> None:
+    vae = random_tiny_vae(1, decoder)
     torch.manual_seed(2)
     clip = torch.randn(2, 4, 6, 2, 3)
     with torch.no_grad():
@@ -101,7 +112,9 @@ def test_build_vae_dispatches_on_the_config_type() -> None:
 
 def test_sessions_stream_through_the_tiny_vae() -> None:
     """A generator whose preset uses the tiny VAE streams 4 frames per latent frame."""
-    tiny_vae = TinyVAEConfig(z_dim=16, widths=(8, 8, 8), encoder_widths=(8, 8, 8), blocks=(1, 0, 0))
+    tiny_vae = TinyVAEConfig(
+        z_dim=16, encoder_widths=(8, 8, 8), encoder_blocks=(1, 0, 0), latent_width=8, widths=(8, 8, 8)
+    )
     config = get_preset("test").replace(vae=tiny_vae)
     gen = Generator.from_config(config)
     session = gen.open("a red circle moving left", seed=1)
@@ -110,3 +123,16 @@ def test_sessions_stream_through_the_tiny_vae() -> None:
     assert [c.first_frame for c in chunks] == [0, 12, 24]
     assert chunks[0].frames.shape == (12, 32, 48, 3)
     assert gen.info["frames_per_chunk"] == 12
+
+
+@pytest.mark.parametrize("decoder", ["per_frame", "shared"])
+def test_fresh_decoder_draws_the_frames_of_a_latent_frame_alike(decoder: str) -> None:
+    """Tied initialisation (`tie_frame_groups`): training starts from frames that agree inside a
+    latent frame, not from unrelated ones; they still differ across latent frames."""
+    torch.manual_seed(0)
+    vae = TinyVAE(dataclasses.replace(SMALL, decoder=decoder)).eval()
+    with torch.no_grad():
+        frames = vae.decode(torch.randn(1, 4, 2, 2, 3), clamp=False)  # [1, 3, 8, 16, 24]
+    for k in range(1, 4):
+        assert torch.equal(frames[:, :, k], frames[:, :, 0])
+    assert not torch.equal(frames[:, :, 4], frames[:, :, 0])

@@ -1,9 +1,9 @@
 """Stage `ode`: ODE initialisation of the causal student from teacher trajectories.
 
 1. Trajectories. For captions of the teacher's latent dataset, integrate the teacher's guided
-   flow ODE (Euler, `teacher_steps` steps on the shift-5 grid, CFG scale `guidance`) from noise to
-   x0 and keep the states at the student's warped timesteps (1000, 937.5, 833.3, 625: they lie on
-   the grid when `teacher_steps` is a multiple of 4). Stored in shards under ode/trajectories/,
+   flow ODE (Euler, `teacher_steps` steps on the grid warped by the sampler's shift, CFG scale
+   `guidance`) from noise to x0 and keep the states at the student's warped timesteps (they lie
+   on the grid when `teacher_steps` is a multiple of 4). Stored in shards under ode/trajectories/,
    so a resumed run keeps what it generated. At most `trajectory_minutes` are spent here.
 2. Regression. The student starts as a copy of the teacher and learns to map each chunk's
    trajectory state at a random one of its steps to the teacher's x0 for that chunk (MSE on x0),
@@ -23,13 +23,12 @@ import torch.nn.functional as F
 
 from engine.model.dit import CausalDiT
 from engine.sampler import FlowMatchSchedule
-from engine.text import build_text_encoder
 from engine.train.config import RunConfig
 from engine.train.evaluate import eval_prompts, finish_stage
 from engine.train.flow import euler_sample
 from engine.train.latents import LatentDataset
-from engine.train.models import init_file, load_dit, load_vae, stage_file, training_preset
-from engine.train.run import StageRun, save_safetensors
+from engine.train.models import init_file, load_dit, load_vae, run_text_encoder, stage_file, training_preset
+from engine.train.run import StageRun, save_safetensors, train_autocast
 from engine.train.student import make_cache, student_videos
 
 
@@ -45,7 +44,6 @@ class ODEStageConfig(RunConfig):
     trajectory_batch: int = 8
     teacher_steps: int = 12
     guidance: float = 4.0
-    timestep_shift: float = 5.0
     eval_prompts: int = 8
     eval_chunks: int = 4
 
@@ -71,8 +69,15 @@ def _load_shards(directory: Path) -> list[dict[str, torch.Tensor]]:
 
 @torch.no_grad()
 def generate_trajectories(
-    run: StageRun, cfg: ODEStageConfig, teacher: CausalDiT, data: LatentDataset, sigmas: list[float]
+    run: StageRun,
+    cfg: ODEStageConfig,
+    teacher: CausalDiT,
+    data: LatentDataset,
+    sigmas: list[float],
+    shift: float,
 ) -> Trajectories:
+    """Teacher trajectories on the Euler grid warped by `shift` (the sampler's: the student's
+    `sigmas` lie on it)."""
     from safetensors.torch import save_file
     from tqdm import tqdm
 
@@ -93,16 +98,17 @@ def generate_trajectories(
             cond = teacher.encode_prompt(text)
             uncond = teacher.encode_prompt(torch.zeros_like(text))
             noise = torch.randn(x_data.shape, generator=gen)
-            x0, kept = euler_sample(
-                teacher,
-                noise,
-                cond,
-                uncond,
-                steps=cfg.teacher_steps,
-                shift=cfg.timestep_shift,
-                guidance=cfg.guidance,
-                keep_sigmas=tuple(sigmas),
-            )
+            with run.autocast():
+                x0, kept = euler_sample(
+                    teacher,
+                    noise,
+                    cond,
+                    uncond,
+                    steps=cfg.teacher_steps,
+                    shift=shift,
+                    guidance=cfg.guidance,
+                    keep_sigmas=tuple(sigmas),
+                )
             states = torch.stack([kept[s] for s in sigmas], dim=1)
             save_file(
                 {
@@ -127,9 +133,11 @@ def ode_loss(
     x0: torch.Tensor,
     text: torch.Tensor,
     rng: Any,
+    mixed_precision: bool = False,
 ) -> torch.Tensor:
     """Chunk-by-chunk x0 regression with a clean-context KV cache; backpropagates per chunk and
-    returns the mean loss (detached). states [B, S, F, C, h, w], x0 [B, F, C, h, w]."""
+    returns the mean loss (detached). states [B, S, F, C, h, w], x0 [B, F, C, h, w].
+    `mixed_precision`: student passes under bf16 autocast (the loss stays fp32)."""
     b, steps, frames = states.shape[:3]
     f = gen_cfg.sampler.frames_per_chunk
     cache = make_cache(gen_cfg, b)
@@ -142,12 +150,13 @@ def ode_loss(
         x_t = states[torch.arange(b), k, sl]  # [B, f, C, h, w]
         t = schedule.step_timesteps[k].unsqueeze(1).expand(b, f)
         sigma = schedule.step_sigmas[k].view(b, 1, 1, 1, 1)
-        flow = student(x_t, t, prompt, start_frames=[c * f], caches=[cache])
+        with train_autocast(mixed_precision):
+            flow = student(x_t, t, prompt, start_frames=[c * f], caches=[cache]).float()
         loss = F.mse_loss(x_t - sigma * flow, x0[:, sl])
         # the prompt's cross-attention K/V are shared by all chunks: keep its graph until the last
         loss.div(chunks).backward(retain_graph=c + 1 < chunks)
         total += loss.item() / chunks
-        with torch.no_grad():
+        with torch.no_grad(), train_autocast(mixed_precision):
             t0 = schedule.context_timestep(b, f, x0.device)
             student(x0[:, sl], t0, prompt, start_frames=[c * f], caches=[cache])
     return torch.tensor(total)
@@ -173,7 +182,7 @@ def train(
     student = load_dit(gen_cfg, start)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     resumed = run.restore({"student": student}, {"opt": opt})
-    traj = generate_trajectories(run, cfg, teacher, data, sigmas)
+    traj = generate_trajectories(run, cfg, teacher, data, sigmas, gen_cfg.sampler.shift)
     run.note(f"[ode] {len(traj)} teacher trajectories ({run.elapsed / 60:.1f} min)")
     if resumed is None:
         run.save({"student": student}, {"opt": opt})  # the clock now includes the trajectories
@@ -191,6 +200,7 @@ def train(
             traj.x0[index].float(),
             traj.text[index].float(),
             run.rng,
+            cfg.mixed_precision,
         )
         if torch.isfinite(torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)):
             opt.step()
@@ -199,7 +209,7 @@ def train(
     run.save({"student": student}, {"opt": opt})
     save_safetensors(student, run.dir / "student.safetensors")
 
-    text = build_text_encoder(gen_cfg)
+    text = run_text_encoder(gen_cfg, out_dir)
     prompts = eval_prompts(cfg.eval_prompts, cfg.seed)
     videos = student_videos(gen_cfg, student, vae, text, prompts, cfg.eval_chunks, seed=cfg.seed)
     return finish_stage(run, videos, prompts, gen_cfg.fps, trajectories=len(traj))

@@ -27,12 +27,11 @@ from typing import Any
 import torch
 
 from engine.sampler import FlowMatchSchedule
-from engine.text import build_text_encoder
 from engine.train.config import RunConfig
 from engine.train.dmd import DMDSettings, dmd_loss, fake_score_loss
 from engine.train.evaluate import eval_prompts, finish_stage
 from engine.train.latents import LatentDataset
-from engine.train.models import init_file, load_dit, load_vae, stage_file, training_preset
+from engine.train.models import init_file, load_dit, load_vae, run_text_encoder, stage_file, training_preset
 from engine.train.run import StageRun, save_safetensors
 from engine.train.stages.teacher import ema_update
 from engine.train.student import rollout, student_videos
@@ -115,18 +114,19 @@ def train(
         run.set_lr(opt_f, lr * cfg.lr_fake / cfg.lr)
 
         # generator update
-        prompt = student.encode_prompt(text)
-        roll = rollout(
-            student,
-            schedule,
-            gen_cfg,
-            prompt,
-            n,
-            exit_steps=exits,
-            grad_chunks=range(n - cfg.window_chunks, n),
-        )
-        x = roll.latents[:, -window:]
-        loss_g, stats = dmd_loss(x, text, real, fake, settings)
+        with run.autocast():
+            prompt = student.encode_prompt(text)
+            roll = rollout(
+                student,
+                schedule,
+                gen_cfg,
+                prompt,
+                n,
+                exit_steps=exits,
+                grad_chunks=range(n - cfg.window_chunks, n),
+            )
+            x = roll.latents[:, -window:].float()
+            loss_g, stats = dmd_loss(x, text, real, fake, settings)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         if torch.isfinite(torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)):
@@ -141,7 +141,8 @@ def train(
             pick = run.rng.integers(0, len(replay), min(cfg.fake_batch, len(replay)))
             xs = torch.stack([replay[int(i)][0] for i in pick])
             ts = torch.stack([replay[int(i)][1] for i in pick])
-            loss_f = fake_score_loss(fake, xs, ts, cfg.timestep_shift)
+            with run.autocast():
+                loss_f = fake_score_loss(fake, xs, ts, cfg.timestep_shift)
             opt_f.zero_grad(set_to_none=True)
             loss_f.backward()
             if torch.isfinite(torch.nn.utils.clip_grad_norm_(fake.parameters(), cfg.grad_clip)):
@@ -154,7 +155,7 @@ def train(
     run.save(models, optims)
     save_safetensors(ema, run.dir / "student.safetensors")
 
-    text_encoder = build_text_encoder(gen_cfg)
+    text_encoder = run_text_encoder(gen_cfg, out_dir)
     prompts = eval_prompts(cfg.eval_prompts, cfg.seed)
     videos = student_videos(gen_cfg, ema, vae, text_encoder, prompts, cfg.eval_chunks, seed=cfg.seed)
     return finish_stage(run, videos, prompts, gen_cfg.fps)

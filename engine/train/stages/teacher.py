@@ -1,8 +1,9 @@
 """Stage `teacher`: the bidirectional flow-matching teacher on VAE latents of training clips.
 
 The teacher is the tiny preset's DiT run without a causal mask over clips of
-`clip_latent_frames` latent frames. Text rows come from the preset's frozen prompt encoder
-(MiniLM for `tiny`), encoded once per clip with the latent dataset. Caption dropout replaces a
+`clip_latent_frames` latent frames. Text rows come from the preset's prompt encoder (for `tiny`
+the grounded encoder with the run's own `text` head), encoded once per clip with the latent
+dataset. Caption dropout replaces a
 clip's text rows by zeros (the null condition, the same rows the model sees for "no prompt")
 with probability `caption_dropout`, so the same network gives the unconditional flow that
 classifier-free guidance needs. Timesteps follow the sampler's shifted distribution (see
@@ -16,17 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from engine.model.dit import CausalDiT
-from engine.text import build_text_encoder
 from engine.train.clips import ClipConfig
 from engine.train.config import RunConfig
 from engine.train.evaluate import eval_prompts, finish_stage, teacher_videos
 from engine.train.flow import add_noise, sample_sigmas, timesteps
-from engine.train.latents import load_or_encode
-from engine.train.models import init_file, load_dit, load_vae, stage_file, training_preset
+from engine.train.latents import LatentDataset, load_or_encode
+from engine.train.models import init_file, load_dit, load_vae, run_text_encoder, stage_file, training_preset
 from engine.train.run import StageRun, save_safetensors
 
 
@@ -43,6 +44,9 @@ class TeacherStageConfig(RunConfig):
     timestep_shift: float = 5.0
     ema_decay: float = 0.999
     two_object_prob: float = 0.3
+    # share of steps that train on single latent frames (joint image-video training: shape,
+    # colour and size are per-frame attributes, learned from 6x as many scenes per step)
+    image_fraction: float = 0.0
     eval_prompts: int = 8
     eval_guidance: float = 4.0
     eval_steps: int = 16
@@ -60,7 +64,24 @@ def flow_matching_loss(
     eps = torch.randn_like(x0)
     x_t = add_noise(x0, eps, sigma)
     pred = model(x_t, timesteps(sigma, frames), model.encode_prompt(text), **forward)
-    return F.mse_loss(pred, eps - x0)
+    return F.mse_loss(pred.float(), eps - x0)
+
+
+def image_or_video_batch(
+    data: LatentDataset, cfg: TeacherStageConfig, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training batch (x0 [B, F, C, h, w], text rows): with probability `image_fraction` an
+    image batch -- one random latent frame of each of `batch_size * clip_latent_frames` clips,
+    as 1-frame videos: the same tokens per step as a video batch, 6x as many scenes -- else
+    `batch_size` whole clips."""
+    if rng.random() < cfg.image_fraction:
+        n = cfg.batch_size * cfg.clip_latent_frames
+        index = torch.from_numpy(rng.integers(0, len(data), n))
+        x0, emb, _ = data.batch(index)
+        frame = torch.from_numpy(rng.integers(0, x0.shape[1], n))
+        return x0[torch.arange(n), frame].unsqueeze(1), emb
+    x0, emb, _ = data.batch(torch.from_numpy(rng.integers(0, len(data), cfg.batch_size)))
+    return x0, emb
 
 
 @torch.no_grad()
@@ -75,11 +96,18 @@ def train(
     gen_cfg = training_preset(preset)
     run = StageRun("teacher", out_dir, cfg, resume=resume, quiet=quiet)
     vae = load_vae(gen_cfg, stage_file(out_dir, "vae", "vae.safetensors"))
-    text = build_text_encoder(gen_cfg)
+    text = run_text_encoder(gen_cfg, out_dir)
     frames = cfg.clip_latent_frames * gen_cfg.vae.temporal_stride
     clips = ClipConfig(gen_cfg.width, gen_cfg.height, gen_cfg.fps, frames, cfg.two_object_prob)
     data = load_or_encode(
-        run.dir, vae, text, clips, cfg.dataset_clips, cfg.seed, note=run.note, quiet=run.quiet
+        run.dir,
+        vae,
+        text,
+        clips,
+        cfg.dataset_clips,
+        cfg.seed,
+        note=run.note,
+        quiet=run.quiet,
     )
 
     if cfg.init:  # continue from earlier weights (e.g. the shipped student: same parameters)
@@ -94,13 +122,13 @@ def train(
     run.restore({"teacher": teacher, "ema": ema}, {"opt": opt})
     teacher.train()
     while not run.done:
-        index = torch.from_numpy(run.rng.integers(0, len(data), cfg.batch_size))
-        x0, emb, _ = data.batch(index)
-        drop = torch.from_numpy(run.rng.random(cfg.batch_size) < cfg.caption_dropout)
+        x0, emb = image_or_video_batch(data, cfg, run.rng)
+        drop = torch.from_numpy(run.rng.random(x0.shape[0]) < cfg.caption_dropout)
         emb[drop] = 0.0
         lr = run.lr()
         run.set_lr(opt, lr)
-        loss = flow_matching_loss(teacher, x0, emb, cfg.timestep_shift)
+        with run.autocast():
+            loss = flow_matching_loss(teacher, x0, emb, cfg.timestep_shift)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if torch.isfinite(torch.nn.utils.clip_grad_norm_(teacher.parameters(), cfg.grad_clip)):
