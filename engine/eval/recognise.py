@@ -11,15 +11,16 @@ Pipeline: label pixels with the mixing model (``segment.py``) -> connected compo
   ``shape_frames`` clean frames wins. Blur rounds corners but moves the 50 % iso-line little, so
   this holds up under blur and compression;
 * size: median equal-area radius over clean frames -> nearest class on a log scale;
-* motion: ``motion.classify_motion`` on the centroid and radius tracks.
+* motion: ``motion.classify_motion`` on the box-centre and radius tracks.
 
 "Clean" frames are those where the object is fully inside the frame and no other object's pixels
 come within 2 px of it (no occlusion possible). Shape and size use clean frames; with fewer than
 3, they use the frames inside the frame whose masks fit a template best (the intact ones) and the
-upper quartile of the area. The centroid track uses every frame where the object is not touching
-another one or is *intact* (its area matches the clean-frame area interpolated in time: it is the
-one drawn on top), so an occluder dragging the visible part of an object around cannot fake a
-bounce.
+upper quartile of the area. The motion track follows the centre of the object's box (from its
+free side and unclipped extent while the frame border clips it) in every frame where the object
+is not touching another one or is *intact* (its area matches the clean-frame area interpolated
+in time: it is the one drawn on top), so an occluder dragging the visible part of an object
+around cannot fake a bounce.
 """
 
 from __future__ import annotations
@@ -121,6 +122,30 @@ def _pick_frames(ok: np.ndarray, n: int) -> np.ndarray:
     return idx[np.linspace(0, idx.size - 1, n).round().astype(int)]
 
 
+def _box_centre(tr: Track, size_ok: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centre [T] of the object's box per axis, also while the frame border clips it: from the
+    free side and the object's unclipped extent. (A clipped object's visible centroid lags behind
+    it: a large object wrapping around an endless stream's frame would seem to move at half its
+    speed.) NaN where both sides of an axis touch the border or the object is absent."""
+    b = tr.bbox
+    centres = []
+    for lo, hi, limit in ((b[:, 0], b[:, 2], width - 1), (b[:, 1], b[:, 3], height - 1)):
+        with np.errstate(invalid="ignore"):
+            at_lo, at_hi = lo <= 0, hi >= limit
+        extent = hi - lo
+        full = size_ok & ~at_lo & ~at_hi
+        half = float(np.nanmedian(extent[full] if full.any() else extent[tr.present])) / 2
+        centre = np.where(at_lo, hi - half, np.where(at_hi, lo + half, (lo + hi) / 2))
+        centres.append(np.where(at_lo & at_hi, np.nan, centre))
+    return centres[0], centres[1]
+
+
+def _motion_frames(present: np.ndarray, unoccluded: np.ndarray) -> np.ndarray:
+    """Frames [T] whose position follows the object: not occluded, unless fewer than a quarter are."""
+    ok = present & unoccluded
+    return ok if ok.mean() >= 0.25 else present
+
+
 def _intact(area: np.ndarray, clean: np.ndarray, tolerance: float = 0.93) -> np.ndarray:
     """Frames [T] where the object shows (almost) its full area: compared with the area of the
     clean frames interpolated in time (so growth is followed). An object touching another one
@@ -190,10 +215,9 @@ def recognise_tracks(
             size_frac = float(np.nanpercentile(radius[size_ok], 75)) / unit
         scores = {s: float(np.mean([p[s] for p in per_frame])) for s in SHAPES}
         shape = max(scores, key=lambda s: scores[s])
-        motion_ok = tr.present & (~touch | _intact(tr.area, clean))
-        if motion_ok.mean() < 0.25:
-            motion_ok = tr.present
-        est: MotionEstimate = classify_motion(tr.cx, tr.cy, radius, motion_ok, size_ok, fps, unit, cfg.motion)
+        cx, cy = _box_centre(tr, size_ok, w, h)
+        motion_ok = _motion_frames(tr.present & ~np.isnan(cx + cy), ~touch | _intact(tr.area, clean))
+        est: MotionEstimate = classify_motion(cx, cy, radius, motion_ok, size_ok, fps, unit, cfg.motion)
         rgb = _mean_core_rgb(frames, labels, tr, shape_ts, cfg.core_fraction)
         objects.append(
             DetectedObject(

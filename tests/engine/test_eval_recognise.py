@@ -122,3 +122,16 @@ def test_accuracy_after_h264_roundtrip() -> None:
     acc = _accuracy(16, lambda f, i: h264_roundtrip(f, CFG.fps, crf=28))
     for attr in ("count", "colour", "shape", "size", "motion"):
         assert acc[attr] is not None and acc[attr] >= 0.95, (attr, acc)
+
+
+def test_motion_of_an_object_clipped_by_the_frame_border() -> None:
+    """A large disc leaving the frame on the left at 0.12 frame widths per second: its visible
+    centroid moves at about half that speed; the box's free side gives the true one."""
+    fps, size, r = 16.0, 128, 0.247 * 128
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    frames = np.zeros((32, size, size, 3), np.uint8)
+    for t in range(32):
+        cx = (0.2 - 0.12 * t / fps) * size  # the centre itself leaves the frame at the end
+        frames[t][(xx - cx) ** 2 + (yy - 64) ** 2 <= r * r] = (230, 30, 40)
+    [obj] = recognise_clip(frames, fps)
+    assert obj.motion == "left", obj
