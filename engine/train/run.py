@@ -82,6 +82,15 @@ def native_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
+def clipped_step(opt: torch.optim.Optimizer, loss: torch.Tensor, model: nn.Module, clip: float) -> None:
+    """Backward `loss`, clip `model`'s gradient norm to `clip`, and step `opt` -- unless the norm
+    is not finite: a rare overflow skips its step instead of poisoning the weights."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), clip)):
+        opt.step()
+
+
 def train_autocast(enabled: bool) -> torch.autocast:
     """bf16 autocast for training forward passes if `enabled` and the CPU has native bf16."""
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled and native_bf16())

@@ -32,7 +32,7 @@ from engine.train.dmd import DMDSettings, dmd_loss, fake_score_loss
 from engine.train.evaluate import eval_prompts, finish_stage
 from engine.train.latents import LatentDataset
 from engine.train.models import init_file, load_dit, load_vae, run_text_encoder, stage_file, training_preset
-from engine.train.run import StageRun, save_safetensors
+from engine.train.run import StageRun, clipped_step, save_safetensors
 from engine.train.stages.teacher import ema_update
 from engine.train.student import rollout, student_videos
 
@@ -127,10 +127,7 @@ def train(
             )
             x = roll.latents[:, -window:].float()
             loss_g, stats = dmd_loss(x, text, real, fake, settings)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        if torch.isfinite(torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)):
-            opt_g.step()
+        clipped_step(opt_g, loss_g, student, cfg.grad_clip)
         ema_update(ema, student, min(cfg.ema_decay, (1.0 + run.step) / (10.0 + run.step)))
 
         # critic updates on recent student samples
@@ -143,10 +140,7 @@ def train(
             ts = torch.stack([replay[int(i)][1] for i in pick])
             with run.autocast():
                 loss_f = fake_score_loss(fake, xs, ts, cfg.timestep_shift)
-            opt_f.zero_grad(set_to_none=True)
-            loss_f.backward()
-            if torch.isfinite(torch.nn.utils.clip_grad_norm_(fake.parameters(), cfg.grad_clip)):
-                opt_f.step()
+            clipped_step(opt_f, loss_f, fake, cfg.grad_clip)
             fake_losses.append(loss_f.item())
         run.record(
             loss=loss_g.item(), loss_fake=sum(fake_losses) / len(fake_losses), chunks=n, lr=lr, **stats

@@ -28,7 +28,7 @@ from engine.train.evaluate import eval_prompts, finish_stage, teacher_videos
 from engine.train.flow import add_noise, sample_sigmas, timesteps
 from engine.train.latents import LatentDataset, load_or_encode
 from engine.train.models import init_file, load_dit, load_vae, run_text_encoder, stage_file, training_preset
-from engine.train.run import StageRun, save_safetensors
+from engine.train.run import StageRun, clipped_step, save_safetensors
 
 
 @dataclass(frozen=True)
@@ -129,10 +129,7 @@ def train(
         run.set_lr(opt, lr)
         with run.autocast():
             loss = flow_matching_loss(teacher, x0, emb, cfg.timestep_shift)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if torch.isfinite(torch.nn.utils.clip_grad_norm_(teacher.parameters(), cfg.grad_clip)):
-            opt.step()
+        clipped_step(opt, loss, teacher, cfg.grad_clip)
         ema_update(ema, teacher, min(cfg.ema_decay, (1.0 + run.step) / (10.0 + run.step)))
         run.record(loss=loss.item(), lr=lr)
         run.maybe_save({"teacher": teacher, "ema": ema}, {"opt": opt})

@@ -26,7 +26,7 @@ from engine.text.grounded import GroundingHead
 from engine.text.minilm import MiniLMBackbone
 from engine.text.schema import IGNORE, label_keys, labels
 from engine.train.config import RunConfig
-from engine.train.run import StageRun, save_safetensors
+from engine.train.run import StageRun, clipped_step, save_safetensors
 
 
 @dataclass(frozen=True)
@@ -143,10 +143,7 @@ def train(
         run.set_lr(opt, lr)
         logits = head(data.states[index].float(), data.mask[index])
         loss = head.loss(logits, {k: v[index] for k, v in data.labels.items()})
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if torch.isfinite(torch.nn.utils.clip_grad_norm_(head.parameters(), cfg.grad_clip)):
-            opt.step()
+        clipped_step(opt, loss, head, cfg.grad_clip)
         run.record(loss=loss.item(), lr=lr)
         run.maybe_save({"head": head}, {"opt": opt})
     run.save({"head": head}, {"opt": opt})

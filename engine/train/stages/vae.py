@@ -49,7 +49,7 @@ from engine.train.config import RunConfig
 from engine.train.evaluate import roundtrip_fidelity
 from engine.train.images import save_grid
 from engine.train.models import init_file, training_preset
-from engine.train.run import StageRun, save_safetensors
+from engine.train.run import StageRun, clipped_step, save_safetensors
 from engine.vae.loading import read_state_dict
 from engine.vae.tiny import TinyVAE, TinyVAEConfig
 
@@ -155,11 +155,7 @@ def train(
         run.set_lr(opt, lr)
         with run.autocast():
             losses = vae_losses(vae, video, cfg)
-        opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        if torch.isfinite(norm):  # a rare overflow skips its step instead of poisoning the weights
-            opt.step()
+        clipped_step(opt, losses["loss"], vae, cfg.grad_clip)  # frozen parameters have no gradient
         run.record(**{k: v.item() for k, v in losses.items()}, lr=lr)
         run.maybe_save({"vae": vae}, {"opt": opt})
     run.save({"vae": vae}, {"opt": opt})
