@@ -13,6 +13,12 @@ Scoring (documented contract):
   motion) and ``all_correct`` says whether all of them are 1. The background (colour and
   texture) is reported in ``per_attribute["background"]`` when the caption names one, but is not
   part of ``overall`` unless ``include_background=True``.
+
+A finer motion measure beside the class: for an expected translation whose object was found,
+``speed_along_prompt`` is the detected median velocity projected on the prompted direction
+(frame widths per second; the world moves at 0.12-0.18). Averaged over clips it tells a model
+that moves objects the asked way too slowly (positive, below the class threshold) from one
+whose motion ignores the prompt (about zero) or runs against it (negative).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from engine.data.parse import parse_caption
+from engine.data.vocab import DIRECTIONS
 from engine.data.world import ObjectSpec, SceneSpec
 
 from .recognise import DetectedObject, RecogniseConfig, classify_background, recognise_tracks
@@ -100,7 +107,12 @@ def score_detections(
         for a, ok in agree.items():
             tallies[a][0] += int(ok)
             tallies[a][1] += 1
-        matches.append({"detected": d, **agree})
+        match: dict[str, Any] = {"detected": d, **agree}
+        if d is not None and exp.motion in DIRECTIONS:
+            dx, dy = DIRECTIONS[exp.motion]
+            vx, vy = detected[d].velocity
+            match["speed_along_prompt"] = vx * dx + vy * dy
+        matches.append(match)
     count_ok = len(detected) == spec.count
     tallies["count"] = [int(count_ok), 1]
     per: dict[str, float | None] = {}
@@ -154,6 +166,7 @@ class FidelityTally:
         self.clips = 0
         self.all_correct = 0
         self.overall_sum = 0.0
+        self.along: list[float] = []  # speed_along_prompt of every found translation
 
     def add(self, result: FidelityResult) -> None:
         for k, (c, n) in result.tallies.items():
@@ -163,6 +176,7 @@ class FidelityTally:
         self.clips += 1
         self.all_correct += int(result.all_correct)
         self.overall_sum += result.overall
+        self.along += [m["speed_along_prompt"] for m in result.matches if "speed_along_prompt" in m]
 
     def accuracy(self) -> dict[str, float | None]:
         keys = [*ATTRIBUTES, *(k for k in self.counts if k not in ATTRIBUTES)]
@@ -175,4 +189,9 @@ class FidelityTally:
             "totals": {k: {"correct": c, "total": n} for k, (c, n) in self.counts.items()},
             "overall": self.overall_sum / self.clips if self.clips else None,
             "all_correct": self.all_correct / self.clips if self.clips else None,
+            "speed_along_prompt": {
+                "mean": float(np.mean(self.along)) if self.along else None,
+                "median": float(np.median(self.along)) if self.along else None,
+                "objects": len(self.along),
+            },
         }

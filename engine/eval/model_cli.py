@@ -8,6 +8,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from engine.data.vocab import LINEAR_SPEED
+
 from .model_eval import evaluate_drift, evaluate_prompts, heldout_prompts
 from .report import format_accuracy_table, format_drift_table
 
@@ -33,6 +35,13 @@ def run_model_eval(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
             f"fidelity {100 * rep['overall']:.1f}% (goal >= {100 * FIDELITY_GOAL:.0f}%), all attributes "
             f"right {100 * rep['all_correct']:.1f}%; by kind: {kinds}"
         )
+        along = rep["speed_along_prompt"]
+        if along["objects"]:
+            print(
+                f"translations: speed along the prompted direction {along['mean']:+.3f} frame widths/s "
+                f"(mean; median {along['median']:+.3f}) over {along['objects']} objects; the world's "
+                f"are {LINEAR_SPEED[0]:g}-{LINEAR_SPEED[1]:g}"
+            )
     if args.drift_minutes:
         frames_total = round(args.drift_minutes * 60 * gen.config.fps)
         with tqdm(

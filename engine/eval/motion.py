@@ -37,7 +37,10 @@ class MotionConfig:
     velocity_lag_s: float = 0.25
     growth_lag_s: float = 0.5  # lag for the log-radius slope
     move_speed: float = 0.07  # units/s: faster -> translation
-    reversal_speed: float = 0.08  # units/s per axis: a signed run above this counts for bounces
+    # units/s per axis: a signed run above this counts for bounces. A bounce reflects on the axis
+    # carrying >= BOUNCE_SPEED[0] * cos(60 deg) = 0.225; a few px of back and forth between latent
+    # frames (a generator's wobble of up to ~4 px per quarter second) stays below 0.15: not a bounce
+    reversal_speed: float = 0.15
     reversal_min_s: float = 0.125  # each side of a reversal must last this long
     growth_rate: float = 0.06  # |d log r / dt| above this -> growing / shrinking
     max_speed: float = 1.5  # units/s: faster centroid steps are wraps / glitches, dropped

@@ -68,6 +68,7 @@ def evaluate_videos(
         "totals": summary["totals"],
         "overall": summary["overall"],
         "all_correct": summary["all_correct"],
+        "speed_along_prompt": summary["speed_along_prompt"],
         "quality": quality,
         "alarm_rate": {k: float(np.mean([v["quality"]["alarms"][k] for v in videos])) for k in alarm_keys},
         "videos": videos,

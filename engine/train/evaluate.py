@@ -110,12 +110,14 @@ def finish_stage(
 ) -> dict[str, Any]:
     """End of a model stage: sample grid PNG, held-out fidelity, closing note and the summary
     that `rollcast train` prints."""
-    save_samples(videos, run.dir / "samples.png")
-    scores = score_videos(videos, prompts, fps)
+    scores = None
+    if videos:  # `eval_prompts = 0` skips the check
+        save_samples(videos, run.dir / "samples.png")
+        scores = score_videos(videos, prompts, fps)
     run.close()
+    fidelity = "not checked" if scores is None else scores["overall"]
     run.note(
-        f"[{run.stage}] done: {run.step} steps in {run.elapsed / 60:.1f} min; "
-        f"held-out fidelity {scores['overall']}"
+        f"[{run.stage}] done: {run.step} steps in {run.elapsed / 60:.1f} min; held-out fidelity {fidelity}"
     )
     return {
         "stage": run.stage,

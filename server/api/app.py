@@ -29,6 +29,7 @@ from server.api.routes import health, models, sessions, web
 from server.api.stream import router as stream_router
 from server.broker import Broker
 from server.settings import Settings
+from server.tasks import cancel_and_settle, settle
 
 log = logging.getLogger("rollcast.api")
 
@@ -59,9 +60,7 @@ def create_app(settings: Settings, broker: Broker, *, worker: Any = None) -> Fas
             await app.state.relay.aclose()
             if worker is not None:
                 await _stop_worker(app, worker, settings.drain_timeout_s)
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            await cancel_and_settle(refresher)
 
     app = FastAPI(
         title="Rollcast",
@@ -99,8 +98,7 @@ async def drain(app: FastAPI) -> None:
     if worker is None or task is None:
         return
     worker.request_drain()
-    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-        await asyncio.wait_for(asyncio.shield(task), app.state.settings.drain_timeout_s + 5.0)
+    await settle(task, app.state.settings.drain_timeout_s + 5.0)
 
 
 async def _run_worker(worker: Any) -> None:
@@ -115,17 +113,14 @@ async def _run_worker(worker: Any) -> None:
 async def _stop_worker(app: FastAPI, worker: Any, timeout_s: float) -> None:
     task: asyncio.Task[None] | None = app.state.worker_task
     worker.request_drain()
-    if task is not None and not task.done() and not app.state.fast_stop:
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(task), timeout_s + 5.0)
+    if task is not None and not app.state.fast_stop:
+        await settle(task, timeout_s + 5.0)
     try:
         await worker.stop()
     except Exception:
         log.exception("stopping the embedded worker failed")
     if task is not None and not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await cancel_and_settle(task)
 
 
 async def _refresh_loop(app: FastAPI) -> None:

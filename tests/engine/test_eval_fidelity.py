@@ -91,3 +91,22 @@ def test_tally_and_evaluate_videos() -> None:
     assert 0.0 < rep["all_correct"] < 1.0
     assert set(rep["accuracy"]) >= {"count", "colour", "shape", "size", "motion"}
     assert rep["quality"]["edge_width_px"] is not None and rep["alarm_rate"]["blur"] == 0.0
+
+
+def test_speed_along_the_prompted_direction() -> None:
+    """A circle moving right at 0.15 frame widths/s: +0.15 along "right", -0.15 along "left",
+    ~0 along "up"; a prompt without a translation adds nothing to the measure."""
+    from engine.data.layout import Track
+    from engine.data.render import RenderConfig, render_background, render_frames
+
+    render = RenderConfig()
+    obj = ObjectSpec("white", "circle", "right", "medium")
+    tr = Track(obj, 30.0, 64.0, 0.15 * 128, 0.0, 0.157 * 128, 0.0, 0.0)
+    bg = render_background(BackgroundSpec("black", "plain"), 128, 128, np.random.default_rng(0))
+    frames = render_frames(bg, (tr,), render.times())
+    items = [(frames, f"a white circle moving {d} on a black background") for d in ("right", "left", "up")]
+    along = [m["speed_along_prompt"] for f, p in items for m in score_prompt_fidelity(f, p).matches]
+    assert np.allclose(along, [0.15, -0.15, 0.0], atol=0.01), along
+    report = evaluate_videos([*items, (frames, "a white circle growing on a black background")])
+    assert report["speed_along_prompt"]["objects"] == 3
+    assert abs(report["speed_along_prompt"]["mean"]) < 0.01  # (0.15 - 0.15 + 0) / 3

@@ -135,3 +135,35 @@ def test_motion_of_an_object_clipped_by_the_frame_border() -> None:
         frames[t][(xx - cx) ** 2 + (yy - 64) ** 2 <= r * r] = (230, 30, 40)
     [obj] = recognise_clip(frames, fps)
     assert obj.motion == "left", obj
+
+
+def test_jitter_is_not_a_bounce() -> None:
+    """A still object whose drawn position wobbles by 1.5-4 px from one latent frame to the next
+    (each held for 4 frames, as the tiny model's output does) is still: up to 0.125 frame widths
+    per second of back and forth is wobble, well below the slowest bounce."""
+    fps, size = 16.0, 128
+    wobble = [0.0, 3.0, -1.0, 2.0, -2.0, 1.0, 2.5, -1.0, 0.5]  # px, one per latent frame
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    frames = np.zeros((33, size, size, 3), np.uint8)
+    for t in range(33):
+        cx = 64.0 + wobble[t // 4]
+        frames[t][(xx - cx) ** 2 + (yy - 64) ** 2 <= 20.0**2] = (240, 240, 240)
+    [obj] = recognise_clip(frames, fps)
+    assert obj.motion == "still", obj
+
+
+def test_slowest_steepest_bounce_is_a_bounce() -> None:
+    """The world's weakest reversal: a bounce at the lowest speed (0.45 frame widths/s) and the
+    steepest angle (60 degrees), reflecting on the axis that carries only half of that speed."""
+    from engine.data.vocab import BOUNCE_SPEED
+
+    render = RenderConfig(num_frames=24)
+    obj = ObjectSpec("white", "circle", "bouncing", "small")
+    r = SIZES["small"] * 128
+    speed = BOUNCE_SPEED[0] * 128
+    vx, vy = -speed * math.cos(math.radians(60)), speed * math.sin(math.radians(60))
+    x0 = r + abs(vx) * render.duration / 2  # meets the left border mid-clip
+    tr = Track(obj, x0, r + 2.0, vx, vy, r, 0.0, 0.0)
+    bg = render_background(BackgroundSpec("black", "plain"), 128, 128, np.random.default_rng(0))
+    [det] = recognise_clip(render_frames(bg, (tr,), render.times()), render.fps)
+    assert det.motion == "bouncing", det

@@ -16,7 +16,7 @@ from engine.train.clips import ClipConfig, sample_clip
 from engine.train.dmd import DMDSettings, dmd_direction, fake_score_loss
 from engine.train.models import training_preset
 from engine.train.stages.ode import ode_loss
-from engine.train.stages.teacher import flow_matching_loss
+from engine.train.stages.teacher import clean_prefixes, flow_matching_loss
 from engine.train.stages.vae import VAEStageConfig, step_ratio, vae_losses
 from engine.train.student import rollout
 from engine.vae.tiny import TinyVAE
@@ -83,6 +83,39 @@ def test_teacher_stage_loss_decreases() -> None:
     text = _text(2)
     losses = _fit(lambda: flow_matching_loss(dit, x0, text, 5.0), dit.parameters(), 40, 3e-3)
     assert _decreased(losses, 0.7), losses
+
+
+def test_teacher_clean_prefix_is_context_not_target() -> None:
+    """A clip's clean prefix enters the model as it is, at timestep 0; the rest shares one noise
+    level; the loss ignores what the model predicts for the prefix."""
+    torch.manual_seed(0)
+    dit = CausalDiT(CFG.dit)
+    x0 = torch.randn(2, 6, CFG.dit.in_dim, CFG.latent_height, CFG.latent_width)
+    prefix = torch.tensor([2, 5])
+    seen: dict[str, torch.Tensor] = {}
+
+    def spoil_prefix(module, args, output):  # type: ignore[no-untyped-def]
+        seen["x"], seen["t"] = args[0], args[1]
+        spoiled = output.clone()
+        for i, k in enumerate(prefix.tolist()):
+            spoiled[i, :k] += 100.0
+        return spoiled
+
+    torch.manual_seed(1)
+    plain = flow_matching_loss(dit, x0, _text(2), 5.0, prefix)
+    handle = dit.register_forward_hook(spoil_prefix)
+    torch.manual_seed(1)
+    spoiled = flow_matching_loss(dit, x0, _text(2), 5.0, prefix)
+    handle.remove()
+    assert torch.allclose(plain, spoiled)
+    for i, k in enumerate(prefix.tolist()):
+        assert torch.equal(seen["x"][i, :k], x0[i, :k])
+        assert torch.all(seen["t"][i, :k] == 0)
+        assert torch.all(seen["t"][i, k:] == seen["t"][i, k]) and seen["t"][i, k] > 0
+    rng = np.random.default_rng(0)
+    assert clean_prefixes(64, 6, 0.0, rng) is None
+    every = clean_prefixes(64, 6, 1.0, rng)
+    assert every is not None and int(every.min()) >= 1 and int(every.max()) <= 5
 
 
 def test_ode_stage_loss_decreases() -> None:

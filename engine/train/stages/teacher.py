@@ -19,13 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from engine.model.dit import CausalDiT
 from engine.train.clips import ClipConfig
 from engine.train.config import RunConfig
 from engine.train.evaluate import eval_prompts, finish_stage, teacher_videos
-from engine.train.flow import add_noise, sample_sigmas, timesteps
+from engine.train.flow import add_noise, sample_sigmas
 from engine.train.latents import LatentDataset, load_or_encode
 from engine.train.models import init_file, load_dit, load_vae, run_text_encoder, stage_file, training_preset
 from engine.train.run import StageRun, clipped_step, save_safetensors
@@ -47,6 +46,8 @@ class TeacherStageConfig(RunConfig):
     # share of steps that train on single latent frames (joint image-video training: shape,
     # colour and size are per-frame attributes, learned from 6x as many scenes per step)
     image_fraction: float = 0.0
+    # share of video clips trained with a clean prefix of 1..F-1 latent frames (see clean_prefixes)
+    clean_prefix_fraction: float = 0.0
     eval_prompts: int = 8
     eval_guidance: float = 4.0
     eval_steps: int = 16
@@ -56,15 +57,43 @@ CONFIG = TeacherStageConfig
 
 
 def flow_matching_loss(
-    model: CausalDiT, x0: torch.Tensor, text: torch.Tensor, shift: float, **forward: Any
+    model: CausalDiT,
+    x0: torch.Tensor,
+    text: torch.Tensor,
+    shift: float,
+    clean_prefix: torch.Tensor | None = None,
+    **forward: Any,
 ) -> torch.Tensor:
-    """MSE between predicted and true flow at random shifted noise levels; x0 [B, F, C, H, W]."""
+    """MSE between predicted and true flow at random shifted noise levels; x0 [B, F, C, H, W].
+
+    clean_prefix [B] (optional): how many leading latent frames of each clip are given clean
+    (timestep 0, as the causal student's context) while the rest share the clip's noise level;
+    the loss is taken over the noisy frames only."""
     b, frames = x0.shape[:2]
-    sigma = sample_sigmas(b, shift)
+    sigma = sample_sigmas(b, shift).unsqueeze(1).expand(b, frames)  # [B, F]
+    noisy = torch.ones(b, frames, dtype=torch.bool)
+    if clean_prefix is not None:
+        noisy = torch.arange(frames).unsqueeze(0) >= clean_prefix.unsqueeze(1)
+        sigma = sigma * noisy
     eps = torch.randn_like(x0)
     x_t = add_noise(x0, eps, sigma)
-    pred = model(x_t, timesteps(sigma, frames), model.encode_prompt(text), **forward)
-    return F.mse_loss(pred.float(), eps - x0)
+    pred = model(x_t, sigma * 1000.0, model.encode_prompt(text), **forward)
+    err = (pred.float() - (eps - x0)).pow(2).mean(dim=(2, 3, 4))  # [B, F]
+    return err[noisy].mean()
+
+
+def clean_prefixes(batch: int, frames: int, fraction: float, rng: np.random.Generator) -> torch.Tensor | None:
+    """[B] clean leading frames: 1..frames-1 for a `fraction` of the clips (uniform), else 0.
+
+    With a clean past the noisy frames' content is pinned down by the context plus the prompt
+    (where the object goes next), so the prompt's motion words change the loss a lot; with all
+    frames at one noise level they hardly do (the noisy frames already show the motion, or show
+    nothing) and a teacher learns to ignore them."""
+    if fraction <= 0.0 or frames < 2:
+        return None
+    k = rng.integers(1, frames, batch)
+    k[rng.random(batch) >= fraction] = 0
+    return torch.from_numpy(k)
 
 
 def image_or_video_batch(
@@ -127,8 +156,9 @@ def train(
         emb[drop] = 0.0
         lr = run.lr()
         run.set_lr(opt, lr)
+        prefix = clean_prefixes(x0.shape[0], x0.shape[1], cfg.clean_prefix_fraction, run.rng)
         with run.autocast():
-            loss = flow_matching_loss(teacher, x0, emb, cfg.timestep_shift)
+            loss = flow_matching_loss(teacher, x0, emb, cfg.timestep_shift, prefix)
         clipped_step(opt, loss, teacher, cfg.grad_clip)
         ema_update(ema, teacher, min(cfg.ema_decay, (1.0 + run.step) / (10.0 + run.step)))
         run.record(loss=loss.item(), lr=lr)

@@ -207,8 +207,11 @@ async def _pump(session: Session, recorder: Mp4Recorder, progress: _Progress, ow
                 loop.remove_signal_handler(sig)
         if not consumer.done():
             consumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await consumer
+        # asyncio.wait, not `suppress(CancelledError): await`, so a cancel of _pump itself
+        # still propagates; the consumer's own outcome was returned above or no longer matters.
+        await asyncio.wait({consumer})
+        if not consumer.cancelled():
+            consumer.exception()
 
 
 def _report(summary: RecordingSummary, ended: Ended | None) -> None:
