@@ -23,7 +23,15 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.data.vocab import BACKGROUND_COLOUR_NAMES, COLOUR_NAMES, MOTIONS, SHAPES, SIZE_NAMES, TEXTURES
+from engine.data.vocab import (
+    BACKGROUND_COLOUR_NAMES,
+    COLOUR_NAMES,
+    DIRECTIONS,
+    MOTIONS,
+    SHAPES,
+    SIZE_NAMES,
+    TEXTURES,
+)
 from engine.data.world import SceneSpec
 
 ANY = "any"
@@ -104,3 +112,39 @@ def rows_from_probabilities(probs: dict[str, torch.Tensor]) -> torch.Tensor:
         out[:, i, :OBJECT_WIDTH] = torch.cat(parts, dim=1)
     out[:, MAX_OBJECTS, OBJECT_WIDTH:] = torch.cat([probs[f"bg.{g.name}"] for g in BACKGROUND_GROUPS], dim=1)
     return out
+
+
+def group_span(name: str) -> tuple[int, int]:
+    """Column range [lo, hi) of an object attribute group in an object row."""
+    start = 0
+    for group in OBJECT_GROUPS:
+        if group.name == name:
+            return start, start + len(group.values)
+        start += len(group.values)
+    raise KeyError(name)
+
+
+def permute_group(rows: torch.Tensor, name: str, order: list[int]) -> torch.Tensor:
+    """Rows [B, ROWS, ROW_WIDTH] with the object group `name` re-indexed: value i takes the
+    probability of value order[i] (in every object slot)."""
+    lo, hi = group_span(name)
+    out = rows.clone()
+    out[:, :MAX_OBJECTS, lo:hi] = rows[:, :MAX_OBJECTS, lo:hi][..., order]
+    return out
+
+
+def _opposite_motion(motion: str) -> str:
+    if motion in DIRECTIONS:
+        dx, dy = DIRECTIONS[motion]
+        return next(m for m, v in DIRECTIONS.items() if v == (-dx, -dy))
+    return {"growing": "shrinking", "shrinking": "growing"}.get(motion, motion)
+
+
+def reverse_motion(rows: torch.Tensor) -> torch.Tensor:
+    """The same prompt rows with every object's motion reversed (left <-> right, up_left <->
+    down_right, growing <-> shrinking; bouncing and still stay): the negative prompt of motion
+    guidance."""
+    if rows.shape[1:] != (ROWS, ROW_WIDTH):
+        want = f"[B, {ROWS}, {ROW_WIDTH}]"
+        raise ValueError(f"motion guidance needs grounded prompt rows {want}, got {list(rows.shape)}")
+    return permute_group(rows, "motion", [MOTIONS.index(_opposite_motion(m)) for m in MOTIONS])

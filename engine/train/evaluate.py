@@ -14,7 +14,7 @@ from engine.data.eval_prompts import heldout_eval_prompts
 from engine.data.tensors import from_model_output
 from engine.model.dit import CausalDiT
 from engine.text.base import CachedTextEncoder
-from engine.train.flow import euler_sample
+from engine.train.flow import Guidance, euler_sample
 from engine.train.images import save_grid
 from engine.train.run import StageRun
 from engine.vae.tiny import TinyVAE
@@ -58,22 +58,23 @@ def teacher_videos(
     latent_hw: tuple[int, int],
     *,
     guidance: float,
+    motion_guidance: float = 0.0,
     steps: int,
     shift: float,
     seed: int = 0,
     batch: int = 4,
 ) -> list[np.ndarray]:
-    """Bidirectional teacher samples (Euler, CFG) decoded to uint8 [T, H, W, 3] videos."""
+    """Bidirectional teacher samples (Euler, CFG and optional motion guidance) decoded to uint8
+    [T, H, W, 3] videos."""
     g = torch.Generator().manual_seed(seed)
     out: list[np.ndarray] = []
     c = teacher.cfg.in_dim
     for i in range(0, len(prompts), batch):
         group = list(prompts[i : i + batch])
         emb = text.encode(group)
-        cond = teacher.encode_prompt(emb)
-        uncond = teacher.encode_prompt(torch.zeros_like(emb))
         noise = torch.randn(len(group), frames, c, *latent_hw, generator=g)
-        x0, _ = euler_sample(teacher, noise, cond, uncond, steps=steps, shift=shift, guidance=guidance)
+        guide = Guidance.of(teacher, emb, guidance, motion_guidance)
+        x0, _ = euler_sample(teacher, noise, guide, steps=steps, shift=shift)
         pixels = vae.decode(x0.transpose(1, 2))  # [B, 3, T, H, W]
         out += [from_model_output(p) for p in pixels]
     return out

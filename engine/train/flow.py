@@ -11,9 +11,12 @@ for this world and gets the rest.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from engine.model.dit import CausalDiT, PromptKV
+from engine.text.schema import reverse_motion
 
 
 def shifted_sigma(u: torch.Tensor, shift: float) -> torch.Tensor:
@@ -44,28 +47,58 @@ def to_x0(x_t: torch.Tensor, flow: torch.Tensor, sigma: torch.Tensor) -> torch.T
     return x_t - s * flow
 
 
-def guided_flow(
-    model: CausalDiT, x: torch.Tensor, t: torch.Tensor, cond: PromptKV, uncond: PromptKV, scale: float
-) -> torch.Tensor:
-    """Classifier-free guidance: v_u + scale (v_c - v_u), both in one batched call."""
-    if scale == 1.0:
-        return model(x, t, cond).float()
-    both = PromptKV.cat([cond, uncond])
-    out = model(torch.cat([x, x]), torch.cat([t, t]), both).float()  # fp32 also under autocast
-    v_c, v_u = out.chunk(2)
-    return v_u + scale * (v_c - v_u)
+@dataclass(frozen=True)
+class Guidance:
+    """Classifier-free guidance of a flow, with an optional contrast against a negative prompt:
+
+        v = v_u + scale (v_c - v_u) + negative_scale (v_c - v_n)
+
+    v_c, v_u, v_n: the flow for the prompt, for no prompt and for the negative prompt (for
+    motion guidance: the same prompt with every motion reversed, `engine.text.schema.
+    reverse_motion`, so the added term is the part of the prompt's pull that depends on which
+    way the objects move)."""
+
+    cond: PromptKV
+    uncond: PromptKV
+    scale: float
+    negative: PromptKV | None = None
+    negative_scale: float = 0.0
+
+    @staticmethod
+    def of(model: CausalDiT, text: torch.Tensor, scale: float, motion_scale: float = 0.0) -> Guidance:
+        """Guidance for prompt rows `text` [B, Lt, Dt]: motion_scale > 0 adds motion guidance."""
+        negative = model.encode_prompt(reverse_motion(text)) if motion_scale else None
+        uncond = model.encode_prompt(torch.zeros_like(text))
+        return Guidance(model.encode_prompt(text), uncond, scale, negative, motion_scale)
+
+
+def guided_flow(model: CausalDiT, x: torch.Tensor, t: torch.Tensor, guidance: Guidance) -> torch.Tensor:
+    """The guided flow (see `Guidance`), every prompt in one batched call, in fp32."""
+    prompts = [guidance.cond]
+    if guidance.scale != 1.0:
+        prompts.append(guidance.uncond)
+    if guidance.negative is not None and guidance.negative_scale:
+        prompts.append(guidance.negative)
+    n = len(prompts)
+    out = model(torch.cat([x] * n), torch.cat([t] * n), PromptKV.cat(prompts)).float()  # fp32 under autocast
+    v_c, *rest = out.chunk(n)
+    v = v_c
+    if guidance.scale != 1.0:
+        v_u = rest.pop(0)
+        v = v_u + guidance.scale * (v_c - v_u)
+    if rest:
+        v = v + guidance.negative_scale * (v_c - rest[0])
+    return v
 
 
 @torch.no_grad()
 def euler_sample(
     model: CausalDiT,
     noise: torch.Tensor,  # [B, F, C, H, W]
-    cond: PromptKV,
-    uncond: PromptKV,
+    guidance: Guidance,
     *,
     steps: int,
     shift: float,
-    guidance: float,
     keep_sigmas: tuple[float, ...] = (),
 ) -> tuple[torch.Tensor, dict[float, torch.Tensor]]:
     """Euler integration of the guided flow ODE from s = 1 to 0 on the shifted grid.
@@ -84,6 +117,6 @@ def euler_sample(
             if abs(s - want) < 1e-4:
                 kept[want] = x.clone()
         t = torch.full((b, frames), s * 1000.0)
-        v = guided_flow(model, x, t, cond, uncond, guidance)
+        v = guided_flow(model, x, t, guidance)
         x = x + (s_next - s) * v
     return x, kept

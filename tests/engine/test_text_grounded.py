@@ -19,8 +19,10 @@ from engine.text.schema import (
     OBJECT_WIDTH,
     ROW_WIDTH,
     ROWS,
+    group_span,
     label_keys,
     labels,
+    reverse_motion,
     rows_from_probabilities,
 )
 from engine.train.stages.text import accuracy, caption_set, predictions
@@ -120,3 +122,22 @@ def test_text_stage_loss_decreases_and_accuracy_is_reported(backbone: MiniLMBack
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3]), losses
     acc = accuracy(predictions(head, data), data)
     assert 0.0 <= acc["all"] <= 1.0 and acc["obj0.colour"] > 0.3
+
+
+def test_reverse_motion_swaps_each_direction_for_its_opposite() -> None:
+    rows = rows_from_probabilities(
+        _one_hot(labels(parse_caption("a red circle moving up and to the left and a blue square growing")))
+    )
+    back = reverse_motion(rows)
+    lo, hi = group_span("motion")
+    motion = OBJECT_GROUPS[-1]
+    assert motion.name == "motion"
+    assert [motion.values[int(back[0, i, lo:hi].argmax())] for i in range(2)] == ["down_right", "shrinking"]
+    keep = torch.ones(ROW_WIDTH, dtype=torch.bool)
+    keep[lo:hi] = False
+    assert torch.equal(back[..., keep], rows[..., keep])  # colour, shape, size, background untouched
+    assert torch.equal(reverse_motion(back), rows)  # an involution
+    still = rows_from_probabilities(_one_hot(labels(parse_caption("a white triangle bouncing around"))))
+    assert torch.equal(reverse_motion(still), still)  # bouncing has no opposite
+    with pytest.raises(ValueError, match="grounded prompt rows"):
+        reverse_motion(torch.zeros(1, 8, 16))  # rows of another encoder (the test preset's)

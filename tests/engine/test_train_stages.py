@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from engine.data.render import RenderConfig, make_scene, render_scene
 from engine.data.tensors import to_model_input
@@ -14,6 +15,7 @@ from engine.model.dit import CausalDiT
 from engine.sampler import FlowMatchSchedule
 from engine.train.clips import ClipConfig, sample_clip
 from engine.train.dmd import DMDSettings, dmd_direction, fake_score_loss
+from engine.train.flow import Guidance, guided_flow
 from engine.train.models import training_preset
 from engine.train.stages.ode import ode_loss
 from engine.train.stages.teacher import clean_prefixes, flow_matching_loss
@@ -116,6 +118,51 @@ def test_teacher_clean_prefix_is_context_not_target() -> None:
     assert clean_prefixes(64, 6, 0.0, rng) is None
     every = clean_prefixes(64, 6, 1.0, rng)
     assert every is not None and int(every.min()) >= 1 and int(every.max()) <= 5
+
+
+def test_guided_flow_adds_the_motion_contrast_term() -> None:
+    """One batched call gives v_u + g (v_c - v_u) + m (v_c - v_n), the three flows the model
+    gives one at a time; scale 1 without a negative prompt is the plain conditional flow."""
+    torch.manual_seed(0)
+    dit = CausalDiT(CFG.dit).eval()
+    x = torch.randn(2, 3, CFG.dit.in_dim, CFG.latent_height, CFG.latent_width)
+    t = torch.full((2, 3), 700.0)
+    cond, neg = dit.encode_prompt(_text(2)), dit.encode_prompt(-_text(2))
+    uncond = dit.encode_prompt(torch.zeros_like(_text(2)))
+    with torch.no_grad():
+        v_c, v_u, v_n = (dit(x, t, p) for p in (cond, uncond, neg))
+        both = guided_flow(dit, x, t, Guidance(cond, uncond, 3.0, neg, 2.0))
+        plain = guided_flow(dit, x, t, Guidance(cond, uncond, 1.0))
+    assert torch.allclose(both, v_u + 3.0 * (v_c - v_u) + 2.0 * (v_c - v_n), atol=1e-5)
+    assert torch.allclose(plain, v_c, atol=1e-6)
+    assert not torch.allclose(both, v_u + 3.0 * (v_c - v_u), atol=1e-3)  # the term is there
+
+
+def test_motion_guidance_leaves_motionless_prompts_alone() -> None:
+    """The negative prompt is the prompt with its motion reversed: for a still or bouncing
+    object it is the prompt itself and motion guidance changes nothing; for a moving one it
+    pushes."""
+    from engine.data.parse import parse_caption
+    from engine.text.schema import label_keys, labels, reverse_motion, rows_from_probabilities
+
+    torch.manual_seed(0)
+    dit = CausalDiT(training_preset("tiny").dit).eval()
+    x = torch.randn(1, 2, 8, 16, 16)
+    t = torch.full((1, 2), 800.0)
+
+    def rows(caption: str) -> torch.Tensor:  # one-hot grounded rows [1, 3, W]
+        lab = labels(parse_caption(caption))
+        return rows_from_probabilities(
+            {k: F.one_hot(torch.tensor([max(lab[k], 0)]), len(g.values)).float() for k, g in label_keys()}
+        )
+
+    with torch.no_grad():
+        for caption, moves in (("a red circle staying still", False), ("a red circle moving left", True)):
+            text = rows(caption)
+            assert torch.equal(reverse_motion(text), text) is not moves
+            cfg_only = guided_flow(dit, x, t, Guidance.of(dit, text, 4.0))
+            with_motion = guided_flow(dit, x, t, Guidance.of(dit, text, 4.0, 3.0))
+            assert torch.allclose(cfg_only, with_motion, atol=1e-5) is not moves, caption
 
 
 def test_ode_stage_loss_decreases() -> None:

@@ -2,9 +2,11 @@
 
 1. Trajectories. For captions of the teacher's latent dataset, integrate the teacher's guided
    flow ODE (Euler, `teacher_steps` steps on the grid warped by the sampler's shift, CFG scale
-   `guidance`) from noise to x0 and keep the states at the student's warped timesteps (they lie
-   on the grid when `teacher_steps` is a multiple of 4). Stored in shards under ode/trajectories/,
-   so a resumed run keeps what it generated. At most `trajectory_minutes` are spent here.
+   `guidance`, plus `motion_guidance` away from the prompt with its motion reversed, see
+   `engine.train.flow.Guidance`) from noise to x0 and keep the states at the student's warped
+   timesteps (they lie on the grid when `teacher_steps` is a multiple of 4). Stored in shards
+   under ode/trajectories/, so a resumed run keeps what it generated. At most
+   `trajectory_minutes` are spent here.
 2. Regression. The student starts as a copy of the teacher and learns to map each chunk's
    trajectory state at a random one of its steps to the teacher's x0 for that chunk (MSE on x0),
    chunk after chunk through the preset's KV cache: the context of chunk c is the teacher's clean
@@ -25,7 +27,7 @@ from engine.model.dit import CausalDiT
 from engine.sampler import FlowMatchSchedule
 from engine.train.config import RunConfig
 from engine.train.evaluate import eval_prompts, finish_stage
-from engine.train.flow import euler_sample
+from engine.train.flow import Guidance, euler_sample
 from engine.train.latents import LatentDataset
 from engine.train.models import init_file, load_dit, load_vae, run_text_encoder, stage_file, training_preset
 from engine.train.run import StageRun, save_safetensors, train_autocast
@@ -44,6 +46,7 @@ class ODEStageConfig(RunConfig):
     trajectory_batch: int = 8
     teacher_steps: int = 12
     guidance: float = 4.0
+    motion_guidance: float = 0.0
     eval_prompts: int = 8
     eval_chunks: int = 4
 
@@ -95,18 +98,15 @@ def generate_trajectories(
             n = min(cfg.trajectory_batch, cfg.trajectories - have)
             index = order[torch.arange(have, have + n) % len(data)]
             x_data, text, _ = data.batch(index)
-            cond = teacher.encode_prompt(text)
-            uncond = teacher.encode_prompt(torch.zeros_like(text))
+            guidance = Guidance.of(teacher, text, cfg.guidance, cfg.motion_guidance)
             noise = torch.randn(x_data.shape, generator=gen)
             with run.autocast():
                 x0, kept = euler_sample(
                     teacher,
                     noise,
-                    cond,
-                    uncond,
+                    guidance,
                     steps=cfg.teacher_steps,
                     shift=shift,
-                    guidance=cfg.guidance,
                     keep_sigmas=tuple(sigmas),
                 )
             states = torch.stack([kept[s] for s in sigmas], dim=1)

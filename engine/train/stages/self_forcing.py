@@ -49,6 +49,7 @@ class SelfForcingStageConfig(RunConfig):
     max_chunks: int = 7
     window_chunks: int = 2
     guidance: float = 4.0
+    motion_guidance: float = 0.0  # real score's push towards the prompted motion (see flow.Guidance)
     timestep_shift: float = 5.0
     dmd_min_u: float = 0.02
     dmd_max_u: float = 0.98
@@ -87,7 +88,13 @@ def train(
             f"{out_dir}/teacher/latents.safetensors not found: run `rollcast train teacher` first"
         )
     schedule = FlowMatchSchedule(gen_cfg.sampler)
-    settings = DMDSettings(cfg.guidance, cfg.timestep_shift, cfg.dmd_min_u, cfg.dmd_max_u)
+    settings = DMDSettings(
+        guidance=cfg.guidance,
+        motion_guidance=cfg.motion_guidance,
+        shift=cfg.timestep_shift,
+        min_u=cfg.dmd_min_u,
+        max_u=cfg.dmd_max_u,
+    )
     opt_g = torch.optim.AdamW(
         student.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
     )

@@ -50,6 +50,7 @@ class TeacherStageConfig(RunConfig):
     clean_prefix_fraction: float = 0.0
     eval_prompts: int = 8
     eval_guidance: float = 4.0
+    eval_motion_guidance: float = 0.0
     eval_steps: int = 16
 
 
@@ -175,6 +176,7 @@ def train(
         cfg.clip_latent_frames,
         (gen_cfg.latent_height, gen_cfg.latent_width),
         guidance=cfg.eval_guidance,
+        motion_guidance=cfg.eval_motion_guidance,
         steps=cfg.eval_steps,
         shift=cfg.timestep_shift,
         seed=cfg.seed,
