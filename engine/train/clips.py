@@ -12,6 +12,7 @@ time up to `max_offset_s` seconds into the stream.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,10 +41,19 @@ class TrainClip:
     spec: SceneSpec
 
 
-def sample_clip(rng: np.random.Generator, cfg: ClipConfig) -> TrainClip:
-    """One clip of the training split (see module docstring); a pure function of the rng state."""
-    n = 2 if rng.random() < cfg.two_object_prob else 1
-    spec = SceneSpec.sample(rng, "train", n_objects=n)
+SceneSampler = Callable[[np.random.Generator], SceneSpec]
+
+
+def sample_clip(rng: np.random.Generator, cfg: ClipConfig, scene: SceneSampler | None = None) -> TrainClip:
+    """One clip of the training split (see module docstring); a pure function of the rng state.
+
+    scene: draws the scene instead of the training split (a slice of the world for a diagnosis,
+    `bench/motion_slice.py`); the clip's motion, window and caption follow the same rules."""
+    if scene is None:
+        n = 2 if rng.random() < cfg.two_object_prob else 1
+        spec = SceneSpec.sample(rng, "train", n_objects=n)
+    else:
+        spec = scene(rng)
     tracks = sample_tracks(spec.objects, rng, cfg.width, cfg.height, None)
     assert spec.background is not None
     background = render_background(spec.background, cfg.width, cfg.height, rng)

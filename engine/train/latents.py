@@ -18,7 +18,7 @@ import torch
 
 from engine.data.tensors import to_model_input
 from engine.text.base import CachedTextEncoder
-from engine.train.clips import ClipConfig, sample_clip
+from engine.train.clips import ClipConfig, SceneSampler, sample_clip
 from engine.vae.tiny import TinyVAE
 
 
@@ -68,15 +68,17 @@ def encode_clips(
     seed: int,
     progress: Callable[[int], None] | None = None,
     batch: int = 16,
+    scene: SceneSampler | None = None,
 ) -> LatentDataset:
-    """Render and encode `n` training clips (deterministic in `seed`). The VAE runs in fp32 (bf16
-    encoding was 75x slower on a CPU without native bf16: `python -m bench.precision`)."""
+    """Render and encode `n` training clips (deterministic in `seed`; `scene`: see `sample_clip`).
+    The VAE runs in fp32 (bf16 encoding was 75x slower on a CPU without native bf16:
+    `python -m bench.precision`)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x1A7E]))
     lat, txt, caps = [], [], []
     done = 0
     while done < n:
         k = min(batch, n - done)
-        group = [sample_clip(rng, clips) for _ in range(k)]
+        group = [sample_clip(rng, clips, scene) for _ in range(k)]
         video = to_model_input(np.stack([c.frames for c in group]))  # [k, 3, T, H, W]
         z = vae.encode_latent(video)  # [k, C, F, h, w]
         lat.append(z.transpose(1, 2).to(torch.float16))
