@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from server import metrics
 from server.broker import TERMINAL_STATES, WorkerInfo
+from server.tasks import settle
 from server.worker.engine_thread import cuda_memory
 from server.worker.stream import Outcome
 from server.worker.waiting import wait_event
@@ -34,6 +35,7 @@ class Heartbeat:
         self.host = socket.gethostname()
         self.poke = asyncio.Event()
         self.sent = False
+        self.stopped = False
 
     def info(self) -> WorkerInfo:
         w = self.w
@@ -59,11 +61,22 @@ class Heartbeat:
         metrics.GPU_MEMORY.labels("allocated").set(allocated)
         metrics.GPU_MEMORY.labels("reserved").set(reserved)
 
+    async def stop(self, task: asyncio.Task[None]) -> None:
+        """Stop `run` (its task) after the beat in flight, if any, has been written: the worker
+        removes its record next, and a beat landing after that would announce it again for a
+        whole TTL. Cancels it after one interval + 5 s if it does not return."""
+        self.stopped = True
+        self.poke.set()
+        if not await settle(task, self.w.settings.heartbeat_interval_s + 5.0):
+            task.cancel()
+
     async def run(self) -> None:
         w = self.w
         while not w.closed:
             await wait_event(self.poke, w.settings.heartbeat_interval_s)
             self.poke.clear()
+            if self.stopped:
+                return
             try:
                 await self.beat()
                 await self._keepalive()

@@ -150,6 +150,7 @@ class Worker:
                     )
             self._draining = True
             await self._drain(tasks)
+            await self.heartbeat.stop(next(t for t in tasks if t.get_name() == "heartbeat"))
             await self.broker.remove_worker(self.worker_id)
             log.info("worker stopped", extra={"event": "stopped", "worker_id": self.worker_id})
         finally:

@@ -152,6 +152,35 @@ async def test_heartbeat_advertises_the_worker_and_draining() -> None:
     assert rec is not None and rec.state == "running"
 
 
+class _SlowHeartbeatBroker(MemoryBroker):
+    """A broker whose heartbeat write lands 0.3 s after it is sent, even if the sender stops
+    waiting for it: a request already on the wire to Redis is not undone by a cancel."""
+
+    async def heartbeat(self, info: Any, ttl_s: float) -> None:
+        import asyncio
+
+        async def land() -> None:
+            await asyncio.sleep(0.3)
+            await MemoryBroker.heartbeat(self, info, ttl_s)
+
+        await asyncio.shield(asyncio.ensure_future(land()))
+
+
+async def test_a_drained_worker_is_gone_even_when_its_last_heartbeat_is_slow() -> None:
+    """Heartbeats run while the worker drains; one can still be on its way when the drain is
+    over. The worker must let it land before removing its record, or it announces a stopped
+    worker again for a whole TTL (seen once in CI with Redis)."""
+    import asyncio
+
+    b = _SlowHeartbeatBroker()
+    settings = worker_settings(heartbeat_interval_s=0.05)
+    async with running_worker(b, settings, worker_id="w-slow") as (w, task):
+        w.request_drain()
+        await task
+    await asyncio.sleep(0.5)  # every write sent before the worker stopped has landed
+    assert await b.list_workers() == []
+
+
 # -- structured logs ----------------------------------------------------------------------------
 
 
