@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from bench.teacher_args import add_teacher_sampling_args
 from engine.eval import evaluate_videos
 from engine.train.evaluate import eval_prompts, teacher_videos
 from engine.train.models import load_dit, load_vae, run_text_encoder, stage_file, training_preset
@@ -66,14 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.motion_guidance", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--run", type=Path, required=True, help="run directory with text/, vae/, teacher/")
     parser.add_argument("--prompts", type=int, default=24, help="held-out prompts (same noise per scale)")
     parser.add_argument("--scales", type=float, nargs="+", default=[0.0, 2.0, 4.0, 8.0], help="motion scales")
-    parser.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
-    parser.add_argument("--steps", type=int, default=16, help="Euler steps")
-    parser.add_argument("--frames", type=int, default=6, help="latent frames per sample")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    add_teacher_sampling_args(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = sweep(args.run, args.prompts, args.scales, args.guidance, args.steps, args.frames)

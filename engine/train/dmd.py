@@ -7,6 +7,13 @@ and the *fake* score -- a copy of the teacher trained online (flow matching) on 
 own samples. In x0 terms the direction is  g = x0_fake(x_t) - x0_real(x_t), normalised per
 sample by mean |x - x0_real| (DMD's normaliser, which makes the step size independent of the
 noise level); the generator minimises 0.5 * ||x - stopgrad(x - g)||^2, whose gradient with respect to x is g.
+
+With `context_frames` > 0 the window's first frames are not noised: both scores see them clean
+at timestep 0, as a clean-prefix teacher was trained, and g is zero there. The divergence is
+then the one between the conditionals of the rest given that past -- what the causal student
+samples at inference, and where the prompt's motion decides what comes next (with every frame
+noised to one level the teacher barely tells directions apart; docs/models.md, "Why the
+motion is missing").
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.model.dit import CausalDiT
-from engine.train.flow import Guidance, add_noise, guided_flow, sample_sigmas, timesteps, to_x0
+from engine.train.flow import Guidance, add_noise, guided_flow, sample_sigmas, to_x0
 
 
 @dataclass(frozen=True)
@@ -36,18 +43,23 @@ def dmd_direction(
     real: CausalDiT,
     fake: CausalDiT,
     settings: DMDSettings,
+    context_frames: int = 0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The normalised DMD direction g = (x0_fake - x0_real) / mean|x - x0_real| at a random level."""
+    """The normalised DMD direction g = (x0_fake - x0_real) / mean|x - x0_real| at a random level
+    (means over the noised frames; the first `context_frames` are clean context, g = 0 there)."""
     b, frames = x.shape[:2]
+    noisy = torch.arange(frames) >= context_frames  # [F]
     sigma = sample_sigmas(b, settings.shift, low=settings.min_u, high=settings.max_u)
+    sigma = sigma.unsqueeze(1) * noisy  # [B, F]
     x_t = add_noise(x, torch.randn_like(x), sigma)
-    t = timesteps(sigma, frames)
+    t = sigma * 1000.0
     guidance = Guidance.of(real, text, settings.guidance, settings.motion_guidance)
     x0_real = to_x0(x_t, guided_flow(real, x_t, t, guidance), sigma)
     x0_fake = to_x0(x_t, fake(x_t, t, fake.encode_prompt(text)).float(), sigma)
-    norm = (x - x0_real).abs().mean(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-6)
-    grad = torch.nan_to_num((x0_fake - x0_real) / norm)
-    return grad, {"dmd_grad": grad.abs().mean().item(), "real_gap": (x - x0_real).abs().mean().item()}
+    gap = (x - x0_real)[:, noisy].abs()
+    norm = gap.mean(dim=(1, 2, 3, 4)).clamp_min(1e-6).view(b, 1, 1, 1, 1)
+    grad = torch.nan_to_num((x0_fake - x0_real) / norm) * noisy.view(1, frames, 1, 1, 1)
+    return grad, {"dmd_grad": grad[:, noisy].abs().mean().item(), "real_gap": gap.mean().item()}
 
 
 def dmd_loss(
@@ -56,16 +68,8 @@ def dmd_loss(
     real: CausalDiT,
     fake: CausalDiT,
     settings: DMDSettings,
+    context_frames: int = 0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Surrogate 0.5 * mean ||x - stopgrad(x - g)||^2 whose gradient in x is g (per element / N)."""
-    grad, stats = dmd_direction(x.detach(), text, real, fake, settings)
+    grad, stats = dmd_direction(x.detach(), text, real, fake, settings, context_frames)
     return 0.5 * F.mse_loss(x, (x.detach() - grad).detach()), stats
-
-
-def fake_score_loss(fake: CausalDiT, x0: torch.Tensor, text: torch.Tensor, shift: float) -> torch.Tensor:
-    """Flow matching of the fake score on (detached) student samples x0 [B, F, C, h, w]."""
-    b, frames = x0.shape[:2]
-    sigma = sample_sigmas(b, shift)
-    eps = torch.randn_like(x0)
-    pred = fake(add_noise(x0, eps, sigma), timesteps(sigma, frames), fake.encode_prompt(text))
-    return F.mse_loss(pred.float(), eps - x0)

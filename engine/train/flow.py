@@ -12,6 +12,7 @@ for this world and gets the rest.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -37,14 +38,36 @@ def add_noise(x0: torch.Tensor, eps: torch.Tensor, sigma: torch.Tensor) -> torch
     return (1.0 - s) * x0 + s * eps
 
 
-def timesteps(sigma: torch.Tensor, frames: int) -> torch.Tensor:
-    """[B] sigmas -> [B, F] model timesteps (same level for every frame)."""
-    return (sigma * 1000.0).unsqueeze(1).expand(-1, frames)
-
-
 def to_x0(x_t: torch.Tensor, flow: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     s = sigma.reshape(*sigma.shape, *([1] * (x_t.dim() - sigma.dim())))
     return x_t - s * flow
+
+
+def flow_matching_loss(
+    model: CausalDiT,
+    x0: torch.Tensor,
+    text: torch.Tensor,
+    shift: float,
+    clean_prefix: torch.Tensor | None = None,
+    **forward: Any,
+) -> torch.Tensor:
+    """MSE between predicted and true flow at random shifted noise levels; x0 [B, F, C, H, W].
+    The teacher's objective, and the fake score's on the student's samples.
+
+    clean_prefix [B] (optional): how many leading latent frames of each clip are given clean
+    (timestep 0, as the causal student's context) while the rest share the clip's noise level;
+    the loss is taken over the noisy frames only."""
+    b, frames = x0.shape[:2]
+    sigma = sample_sigmas(b, shift).unsqueeze(1).expand(b, frames)  # [B, F]
+    noisy = torch.ones(b, frames, dtype=torch.bool)
+    if clean_prefix is not None:
+        noisy = torch.arange(frames).unsqueeze(0) >= clean_prefix.unsqueeze(1)
+        sigma = sigma * noisy
+    eps = torch.randn_like(x0)
+    x_t = add_noise(x0, eps, sigma)
+    pred = model(x_t, sigma * 1000.0, model.encode_prompt(text), **forward)
+    err = (pred.float() - (eps - x0)).pow(2).mean(dim=(2, 3, 4))  # [B, F]
+    return err[noisy].mean()
 
 
 @dataclass(frozen=True)
@@ -100,23 +123,30 @@ def euler_sample(
     steps: int,
     shift: float,
     keep_sigmas: tuple[float, ...] = (),
+    prefix: torch.Tensor | None = None,  # [B, P, C, H, W] clean leading frames
 ) -> tuple[torch.Tensor, dict[float, torch.Tensor]]:
     """Euler integration of the guided flow ODE from s = 1 to 0 on the shifted grid.
 
     Returns the final x0 and the states at the grid points whose sigma is (to 1e-4) in
-    `keep_sigmas` (for ODE pairs; choose `steps` so they lie on the grid).
+    `keep_sigmas` (for ODE pairs; choose `steps` so they lie on the grid). With a `prefix`, the
+    first P frames are context: given clean at timestep 0 (as a clean-prefix teacher trained,
+    the causal student's situation) and left as they are; only the frames after them are
+    integrated from `noise`.
     """
     u = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
     sig = shifted_sigma(u, shift)
-    x = noise
-    kept: dict[float, torch.Tensor] = {}
     b, frames = noise.shape[:2]
+    p = 0 if prefix is None else prefix.shape[1]
+    x = noise if prefix is None else torch.cat([prefix, noise[:, p:]], dim=1)
+    kept: dict[float, torch.Tensor] = {}
     for i in range(steps):
         s, s_next = float(sig[i]), float(sig[i + 1])
         for want in keep_sigmas:
             if abs(s - want) < 1e-4:
                 kept[want] = x.clone()
         t = torch.full((b, frames), s * 1000.0)
+        t[:, :p] = 0.0
         v = guided_flow(model, x, t, guidance)
+        v[:, :p] = 0.0
         x = x + (s_next - s) * v
     return x, kept

@@ -108,14 +108,23 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
     assert main(["teacher", *out, "--max-steps", "3", "--set", "dataset_clips=8", "--set", "eval_prompts=2",
                  "--set", "eval_steps=4"]) == 0  # fmt: skip
     assert main(["ode", *out, "--max-steps", "3", "--set", "trajectories=4", "--set", "eval_prompts=2",
-                 "--set", "eval_chunks=2"]) == 0  # fmt: skip
+                 "--set", "eval_chunks=2", "--set", "causal_trajectories=true"]) == 0  # fmt: skip
     assert (
         main(["self-forcing", *out, "--max-steps", "3", "--set", "eval_prompts=2", "--set", "eval_chunks=2"])
         == 0
     )
     # the ode stage resumes without regenerating its trajectories
     shards = sorted((tmp_path / "ode" / "trajectories").glob("*.safetensors"))
-    ode = ["--set", "trajectories=4", "--set", "eval_prompts=2", "--set", "eval_chunks=2"]
+    ode = [
+        "--set",
+        "trajectories=4",
+        "--set",
+        "eval_prompts=2",
+        "--set",
+        "eval_chunks=2",
+        "--set",
+        "causal_trajectories=true",
+    ]
     assert main(["ode", *out, "--max-steps", "5", "--resume", *ode]) == 0
     assert sorted((tmp_path / "ode" / "trajectories").glob("*.safetensors")) == shards
     assert _steps(tmp_path / "ode" / "metrics.jsonl")[-1] == 5
@@ -151,7 +160,8 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
     )
     capsys.readouterr()
     skip_eval = ["--set", "eval_prompts=0"]  # the end-of-stage check is optional
-    assert main(["self-forcing", *out, "--max-steps", "2", *released, *skip_eval]) == 0
+    context = ["--set", "dmd_context_fraction=1"]  # every window scored after a clean chunk
+    assert main(["self-forcing", *out, "--max-steps", "2", *released, *skip_eval, *context]) == 0
     assert json.loads(capsys.readouterr().out)["eval"] is None
     assert main(["export", "--out", str(tmp_path), "--preset", "test", "--dest", str(dest)]) == 0
     manifest = json.loads((dest / "manifest.json").read_text())

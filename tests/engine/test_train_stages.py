@@ -14,11 +14,11 @@ from engine.data.world import BackgroundSpec, ObjectSpec, SceneSpec
 from engine.model.dit import CausalDiT
 from engine.sampler import FlowMatchSchedule
 from engine.train.clips import ClipConfig, sample_clip
-from engine.train.dmd import DMDSettings, dmd_direction, fake_score_loss
-from engine.train.flow import Guidance, guided_flow
+from engine.train.dmd import DMDSettings, dmd_direction
+from engine.train.flow import Guidance, euler_sample, flow_matching_loss, guided_flow
 from engine.train.models import training_preset
-from engine.train.stages.ode import ode_loss
-from engine.train.stages.teacher import clean_prefixes, flow_matching_loss
+from engine.train.stages.ode import ode_loss, teacher_trajectory
+from engine.train.stages.teacher import clean_prefixes
 from engine.train.stages.vae import VAEStageConfig, step_ratio, vae_losses
 from engine.train.student import rollout
 from engine.vae.tiny import TinyVAE
@@ -197,13 +197,64 @@ def test_ode_stage_loss_decreases() -> None:
     assert _decreased(losses, 0.7), losses
 
 
-def test_self_forcing_critic_loss_decreases() -> None:
+class _Inputs:
+    """Forward hook recording every (x, t) a model is called with."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output):  # type: ignore[no-untyped-def]
+        self.calls.append((args[0].detach().clone(), args[1].detach().clone()))
+
+
+def test_a_prefix_is_context_the_sampler_leaves_alone() -> None:
+    """euler_sample with a clean prefix: the model sees the prefix as it is at timestep 0 in
+    every call, the prefix comes back unchanged, and the rest is integrated from the noise; a
+    causal teacher trajectory is chunk 0 of a joint sample, then chunk 1 sampled again from
+    the same noise with chunk 0 as its prefix."""
     torch.manual_seed(0)
-    fake = CausalDiT(CFG.dit)
-    x = torch.randn(2, 6, CFG.dit.in_dim, CFG.latent_height, CFG.latent_width)
-    text = _text(2)
-    losses = _fit(lambda: fake_score_loss(fake, x, text, 5.0), fake.parameters(), 40, 3e-3)
-    assert _decreased(losses, 0.7), losses
+    dit = CausalDiT(CFG.dit).eval()
+    f = CFG.sampler.frames_per_chunk
+    noise = torch.randn(2, 2 * f, CFG.dit.in_dim, CFG.latent_height, CFG.latent_width)
+    prefix = torch.randn(2, f, CFG.dit.in_dim, CFG.latent_height, CFG.latent_width)
+    guide = Guidance.of(dit, _text(2), 3.0)
+    seen = _Inputs(dit)
+    out, _ = euler_sample(dit, noise, guide, steps=4, shift=2.0, prefix=prefix)
+    assert len(seen.calls) == 4
+    for x, t in seen.calls:
+        assert torch.equal(x[:2, :f], prefix) and torch.all(t[:, :f] == 0)
+        assert torch.all(t[:, f:] > 0)
+    assert torch.equal(out[:, :f], prefix) and not torch.allclose(out[:, f:], noise[:, f:])
+    seen.handle.remove()
+
+    sigmas = [1.0, 0.5]
+    joint, _ = euler_sample(dit, noise, guide, steps=4, shift=1.0)
+    x0, states = teacher_trajectory(dit, noise, guide, steps=4, shift=1.0, sigmas=sigmas, chunk=f)
+    again, kept = euler_sample(
+        dit, noise, guide, steps=4, shift=1.0, keep_sigmas=(1.0, 0.5), prefix=joint[:, :f]
+    )
+    assert torch.allclose(x0[:, :f], joint[:, :f]) and torch.allclose(x0[:, f:], again[:, f:])
+    assert not torch.allclose(x0[:, f:], joint[:, f:], atol=1e-4)  # the context changed chunk 1
+    assert states.shape == (2, 2, 2 * f, *noise.shape[2:])
+    assert torch.equal(states[:, 0, :f], noise[:, :f]) and torch.allclose(states[:, 1, f:], kept[0.5][:, f:])
+
+
+def test_dmd_with_a_clean_context_scores_only_what_follows_it() -> None:
+    """With context frames both scores see them clean at timestep 0 and the DMD direction is
+    zero there; the frames after them are noised to one level and get a direction."""
+    torch.manual_seed(0)
+    real, fake = CausalDiT(CFG.dit), CausalDiT(CFG.dit)
+    f = CFG.sampler.frames_per_chunk
+    x = torch.randn(2, 2 * f, CFG.dit.in_dim, CFG.latent_height, CFG.latent_width)
+    seen_real, seen_fake = _Inputs(real), _Inputs(fake)
+    g, stats = dmd_direction(x, _text(2), real, fake, DMDSettings(), context_frames=f)
+    for xs, ts in seen_real.calls + seen_fake.calls:
+        assert torch.equal(xs[:2, :f], x[:, :f]) and torch.all(ts[:, :f] == 0)
+        assert torch.all(ts[:, f:] == ts[:, f : f + 1]) and torch.all(ts[:, f:] > 0)
+    assert torch.all(g[:, :f] == 0) and g[:, f:].abs().mean() > 0 and stats["dmd_grad"] > 0
+    plain, _ = dmd_direction(x, _text(2), real, fake, DMDSettings())
+    assert plain[:, :f].abs().mean() > 0
 
 
 def test_self_forcing_generator_follows_the_dmd_gradient() -> None:

@@ -4,7 +4,12 @@
    flow ODE (Euler, `teacher_steps` steps on the grid warped by the sampler's shift, CFG scale
    `guidance`, plus `motion_guidance` away from the prompt with its motion reversed, see
    `engine.train.flow.Guidance`) from noise to x0 and keep the states at the student's warped
-   timesteps (they lie on the grid when `teacher_steps` is a multiple of 4). Stored in shards
+   timesteps (they lie on the grid when `teacher_steps` is a multiple of 4). With
+   `causal_trajectories`, chunk c > 0 is integrated again given the clean x0 of chunks < c as a
+   prefix (`euler_sample(prefix=...)`, for a teacher trained with clean prefixes): the teacher
+   then answers the question the student faces at inference -- what comes next after this
+   clean past -- where a joint sample of all frames decides where the objects go from the
+   noise as much as from the prompt. Stored in shards
    under ode/trajectories/, so a resumed run keeps what it generated. At most
    `trajectory_minutes` are spent here.
 2. Regression. The student starts as a copy of the teacher and learns to map each chunk's
@@ -47,6 +52,7 @@ class ODEStageConfig(RunConfig):
     teacher_steps: int = 12
     guidance: float = 4.0
     motion_guidance: float = 0.0
+    causal_trajectories: bool = False
     eval_prompts: int = 8
     eval_chunks: int = 4
 
@@ -71,6 +77,37 @@ def _load_shards(directory: Path) -> list[dict[str, torch.Tensor]]:
 
 
 @torch.no_grad()
+def teacher_trajectory(
+    teacher: CausalDiT,
+    noise: torch.Tensor,  # [B, F, C, h, w]
+    guidance: Guidance,
+    *,
+    steps: int,
+    shift: float,
+    sigmas: list[float],
+    chunk: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0 [B, F, C, h, w], states [B, S, F, C, h, w] at `sigmas`) of the teacher's guided ODE.
+
+    chunk=None: all frames integrated together. chunk=f: chunk by chunk, each from the same
+    noise with the chunks before it as a clean prefix (a causal teacher rollout)."""
+    if chunk is None:
+        x0, kept = euler_sample(teacher, noise, guidance, steps=steps, shift=shift, keep_sigmas=tuple(sigmas))
+        return x0, torch.stack([kept[s] for s in sigmas], dim=1)
+    done: list[torch.Tensor] = []
+    states: list[torch.Tensor] = []
+    for start in range(0, noise.shape[1], chunk):
+        prefix = torch.cat(done, dim=1) if done else None
+        x0, kept = euler_sample(
+            teacher, noise, guidance, steps=steps, shift=shift, keep_sigmas=tuple(sigmas), prefix=prefix
+        )
+        part = slice(start, start + chunk)
+        done.append(x0[:, part])
+        states.append(torch.stack([kept[s][:, part] for s in sigmas], dim=1))
+    return torch.cat(done, dim=1), torch.cat(states, dim=2)
+
+
+@torch.no_grad()
 def generate_trajectories(
     run: StageRun,
     cfg: ODEStageConfig,
@@ -78,9 +115,10 @@ def generate_trajectories(
     data: LatentDataset,
     sigmas: list[float],
     shift: float,
+    chunk: int,
 ) -> Trajectories:
     """Teacher trajectories on the Euler grid warped by `shift` (the sampler's: the student's
-    `sigmas` lie on it)."""
+    `sigmas` lie on it); `chunk` frames per chunk for `causal_trajectories`."""
     from safetensors.torch import save_file
     from tqdm import tqdm
 
@@ -101,15 +139,15 @@ def generate_trajectories(
             guidance = Guidance.of(teacher, text, cfg.guidance, cfg.motion_guidance)
             noise = torch.randn(x_data.shape, generator=gen)
             with run.autocast():
-                x0, kept = euler_sample(
+                x0, states = teacher_trajectory(
                     teacher,
                     noise,
                     guidance,
                     steps=cfg.teacher_steps,
                     shift=shift,
-                    keep_sigmas=tuple(sigmas),
+                    sigmas=sigmas,
+                    chunk=chunk if cfg.causal_trajectories else None,
                 )
-            states = torch.stack([kept[s] for s in sigmas], dim=1)
             save_file(
                 {
                     "states": states.half().contiguous(),
@@ -182,7 +220,9 @@ def train(
     student = load_dit(gen_cfg, start)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     resumed = run.restore({"student": student}, {"opt": opt})
-    traj = generate_trajectories(run, cfg, teacher, data, sigmas, gen_cfg.sampler.shift)
+    traj = generate_trajectories(
+        run, cfg, teacher, data, sigmas, gen_cfg.sampler.shift, gen_cfg.sampler.frames_per_chunk
+    )
     run.note(f"[ode] {len(traj)} teacher trajectories ({run.elapsed / 60:.1f} min)")
     if resumed is None:
         run.save({"student": student}, {"opt": opt})  # the clock now includes the trajectories

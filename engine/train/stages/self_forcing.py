@@ -10,9 +10,13 @@ Each iteration:
    stops at a random denoising step whose x0 prediction is its output, and only that pass keeps
    a graph (gradients through the last denoising step only; all other passes under no_grad).
 2. DMD loss on that window (`engine.train.dmd`): real score = frozen teacher with CFG, fake score
-   = online critic; one generator update.
+   = online critic; one generator update. In a `dmd_context_fraction` share of the iterations
+   the window's first chunk is denoised fully (as at inference) and scored as clean context:
+   only the last chunk is noised and moved, so the scores compare what the student draws next
+   after its own past with what the teacher would draw there.
 3. `fake_updates` flow-matching updates of the fake score on recent student windows (a small
-   replay buffer of detached windows, so the critic sees more than one batch per rollout).
+   replay buffer of detached windows, so the critic sees more than one batch per rollout), the
+   same share of them with the first chunk as clean context.
 The EMA of the student is exported as `student.safetensors`.
 """
 
@@ -28,8 +32,9 @@ import torch
 
 from engine.sampler import FlowMatchSchedule
 from engine.train.config import RunConfig
-from engine.train.dmd import DMDSettings, dmd_loss, fake_score_loss
+from engine.train.dmd import DMDSettings, dmd_loss
 from engine.train.evaluate import eval_prompts, finish_stage
+from engine.train.flow import flow_matching_loss
 from engine.train.latents import LatentDataset
 from engine.train.models import init_file, load_dit, load_vae, run_text_encoder, stage_file, training_preset
 from engine.train.run import StageRun, clipped_step, save_safetensors
@@ -50,6 +55,7 @@ class SelfForcingStageConfig(RunConfig):
     window_chunks: int = 2
     guidance: float = 4.0
     motion_guidance: float = 0.0  # real score's push towards the prompted motion (see flow.Guidance)
+    dmd_context_fraction: float = 0.0  # iterations whose window starts with a clean context chunk
     timestep_shift: float = 5.0
     dmd_min_u: float = 0.02
     dmd_max_u: float = 0.98
@@ -106,16 +112,17 @@ def train(
     run.restore(models, optims)
     replay: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=cfg.replay)
     steps = schedule.num_steps
-    window = cfg.window_chunks * gen_cfg.sampler.frames_per_chunk
+    frames_per_chunk = gen_cfg.sampler.frames_per_chunk
+    window = cfg.window_chunks * frames_per_chunk
     student.train()
     fake.train()
     while not run.done:
         index = torch.from_numpy(run.rng.integers(0, len(data), cfg.batch_size))
         text = data.text[index].float()
         n = int(run.rng.integers(cfg.min_chunks, cfg.max_chunks + 1))
-        exits = [steps - 1] * (n - cfg.window_chunks) + [
-            int(e) for e in run.rng.integers(0, steps, cfg.window_chunks)
-        ]
+        context = run.rng.random() < cfg.dmd_context_fraction
+        scored = 1 if context else cfg.window_chunks  # chunks that exit early and get the gradient
+        exits = [steps - 1] * (n - scored) + [int(e) for e in run.rng.integers(0, steps, scored)]
         lr = run.lr()
         run.set_lr(opt_g, lr)
         run.set_lr(opt_f, lr * cfg.lr_fake / cfg.lr)
@@ -130,10 +137,10 @@ def train(
                 prompt,
                 n,
                 exit_steps=exits,
-                grad_chunks=range(n - cfg.window_chunks, n),
+                grad_chunks=range(n - scored, n),
             )
             x = roll.latents[:, -window:].float()
-            loss_g, stats = dmd_loss(x, text, real, fake, settings)
+            loss_g, stats = dmd_loss(x, text, real, fake, settings, window - scored * frames_per_chunk)
         clipped_step(opt_g, loss_g, student, cfg.grad_clip)
         ema_update(ema, student, min(cfg.ema_decay, (1.0 + run.step) / (10.0 + run.step)))
 
@@ -145,12 +152,19 @@ def train(
             pick = run.rng.integers(0, len(replay), min(cfg.fake_batch, len(replay)))
             xs = torch.stack([replay[int(i)][0] for i in pick])
             ts = torch.stack([replay[int(i)][1] for i in pick])
+            prefix = torch.from_numpy(run.rng.random(len(pick)) < cfg.dmd_context_fraction)
+            prefix = prefix.long() * (window - frames_per_chunk)
             with run.autocast():
-                loss_f = fake_score_loss(fake, xs, ts, cfg.timestep_shift)
+                loss_f = flow_matching_loss(fake, xs, ts, cfg.timestep_shift, prefix)
             clipped_step(opt_f, loss_f, fake, cfg.grad_clip)
             fake_losses.append(loss_f.item())
         run.record(
-            loss=loss_g.item(), loss_fake=sum(fake_losses) / len(fake_losses), chunks=n, lr=lr, **stats
+            loss=loss_g.item(),
+            loss_fake=sum(fake_losses) / len(fake_losses),
+            chunks=n,
+            context=int(context),
+            lr=lr,
+            **stats,
         )
         run.maybe_save(models, optims)
     run.save(models, optims)

@@ -24,7 +24,7 @@ from engine.model.dit import CausalDiT
 from engine.train.clips import ClipConfig
 from engine.train.config import RunConfig
 from engine.train.evaluate import eval_prompts, finish_stage, teacher_videos
-from engine.train.flow import add_noise, sample_sigmas
+from engine.train.flow import flow_matching_loss
 from engine.train.latents import LatentDataset, load_or_encode
 from engine.train.models import init_file, load_dit, load_vae, run_text_encoder, stage_file, training_preset
 from engine.train.run import StageRun, clipped_step, save_safetensors
@@ -55,32 +55,6 @@ class TeacherStageConfig(RunConfig):
 
 
 CONFIG = TeacherStageConfig
-
-
-def flow_matching_loss(
-    model: CausalDiT,
-    x0: torch.Tensor,
-    text: torch.Tensor,
-    shift: float,
-    clean_prefix: torch.Tensor | None = None,
-    **forward: Any,
-) -> torch.Tensor:
-    """MSE between predicted and true flow at random shifted noise levels; x0 [B, F, C, H, W].
-
-    clean_prefix [B] (optional): how many leading latent frames of each clip are given clean
-    (timestep 0, as the causal student's context) while the rest share the clip's noise level;
-    the loss is taken over the noisy frames only."""
-    b, frames = x0.shape[:2]
-    sigma = sample_sigmas(b, shift).unsqueeze(1).expand(b, frames)  # [B, F]
-    noisy = torch.ones(b, frames, dtype=torch.bool)
-    if clean_prefix is not None:
-        noisy = torch.arange(frames).unsqueeze(0) >= clean_prefix.unsqueeze(1)
-        sigma = sigma * noisy
-    eps = torch.randn_like(x0)
-    x_t = add_noise(x0, eps, sigma)
-    pred = model(x_t, sigma * 1000.0, model.encode_prompt(text), **forward)
-    err = (pred.float() - (eps - x0)).pow(2).mean(dim=(2, 3, 4))  # [B, F]
-    return err[noisy].mean()
 
 
 def clean_prefixes(batch: int, frames: int, fraction: float, rng: np.random.Generator) -> torch.Tensor | None:

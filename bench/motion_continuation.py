@@ -1,0 +1,99 @@
+"""Does a clean-prefix teacher continue a clip the way the prompt says? For held-out prompts
+whose object moves in a straight line, renders the prompt's own clip (the world's stream
+rules), encodes it and keeps its first `--prefix` latent frames as clean context; the run's
+teacher then samples the rest (`euler_sample(prefix=...)`, CFG, same noise) twice: with the
+prompt, and with the prompt's motion reversed in its rows (`reverse_motion`). Both are scored
+against the *original* direction on the generated frames only: a teacher that follows the
+prompt moves forward (+0.12..0.18 frame widths/s) for the first and backward for the second; one
+that extrapolates the prefix moves forward for both; one that ignores both, neither.
+
+    .venv/bin/python -m bench.motion_continuation --run runs/tiny [--prompts 24] [--prefix 3]
+
+Numbers in docs/BENCHMARKS.md, "Motion diagnosis".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.teacher_args import add_teacher_sampling_args
+from engine.data.eval_prompts import heldout_eval_prompts
+from engine.data.render import RenderConfig, make_scene, render_scene
+from engine.data.tensors import from_model_output, to_model_input
+from engine.data.vocab import DIRECTIONS
+from engine.eval import evaluate_videos
+from engine.text.schema import reverse_motion
+from engine.train.flow import Guidance, euler_sample
+from engine.train.models import load_dit, load_vae, run_text_encoder, stage_file, training_preset
+
+
+@torch.no_grad()
+def continuation(run: Path, prompts: int, prefix: int, frames: int, guidance: float, steps: int) -> dict:
+    config = training_preset("tiny")
+    teacher = load_dit(config, stage_file(run, "teacher", "teacher.safetensors")).eval()
+    vae = load_vae(config, stage_file(run, "vae", "vae.safetensors"))
+    text = run_text_encoder(config, run)
+    chosen = [p for p in heldout_eval_prompts() if p.spec.objects[0].motion in DIRECTIONS][:prompts]
+    rng = np.random.default_rng(0)
+    g = torch.Generator().manual_seed(0)
+    stride = config.vae.temporal_stride
+    render = RenderConfig(num_frames=frames * stride, fps=config.fps)
+    forward, backward = [], []
+    for p in chosen:
+        clip = render_scene(make_scene(p.spec, rng, render, clip=False), render)
+        latents = vae.encode_latent(to_model_input(clip)[None]).transpose(1, 2)  # [1, F, C, h, w]
+        rows = text.encode([p.text])
+        noise = torch.randn(latents.shape, generator=g)
+        for emb, out in ((rows, forward), (reverse_motion(rows), backward)):
+            x0, _ = euler_sample(
+                teacher,
+                noise,
+                Guidance.of(teacher, emb, guidance),
+                steps=steps,
+                shift=config.sampler.shift,
+                prefix=latents[:, :prefix],
+            )
+            video = from_model_output(vae.decode(x0.transpose(1, 2))[0])
+            out.append(video[prefix * stride :])  # the generated frames only
+    row: dict = {"prompts": len(chosen), "prefix_latent_frames": prefix}
+    for name, videos in (("prompt", forward), ("reversed", backward)):
+        res = evaluate_videos([(v, p.text) for v, p in zip(videos, chosen, strict=True)], fps=config.fps)
+        along = res["speed_along_prompt"]
+        row[name] = {
+            "along_mean": along["mean"],
+            "along_median": along["median"],
+            "objects": along["objects"],
+            "motion": res["accuracy"]["motion"],
+        }
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.motion_continuation", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--prompts", type=int, default=24, help="held-out straight-line prompts")
+    parser.add_argument("--prefix", type=int, default=3, help="clean latent frames given (3 = one chunk)")
+    add_teacher_sampling_args(parser)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    row = continuation(args.run, args.prompts, args.prefix, args.frames, args.guidance, args.steps)
+    print(f"{row['prompts']} prompts, {row['prefix_latent_frames']} clean latent frames given")
+    print("speed along the prompt's direction (frame widths/s) of the generated frames:")
+    print(f"{'rows':>9} {'mean':>7} {'median':>7} {'objs':>4} {'motion':>6}")
+    for name in ("prompt", "reversed"):
+        r = row[name]
+        along = f"{r['along_mean']:>+7.3f} {r['along_median']:>+7.3f} {r['objects']:>4}"
+        print(f"{name:>9} {along} {r['motion']:>6.1%}")
+    if args.json:
+        args.json.write_text(json.dumps(row, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
