@@ -89,11 +89,9 @@ def teacher_trajectory(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(x0 [B, F, C, h, w], states [B, S, F, C, h, w] at `sigmas`) of the teacher's guided ODE.
 
-    chunk=None: all frames integrated together. chunk=f: chunk by chunk, each from the same
-    noise with the chunks before it as a clean prefix (a causal teacher rollout)."""
-    if chunk is None:
-        x0, kept = euler_sample(teacher, noise, guidance, steps=steps, shift=shift, keep_sigmas=tuple(sigmas))
-        return x0, torch.stack([kept[s] for s in sigmas], dim=1)
+    chunk=None: all frames integrated together (one chunk). chunk=f: chunk by chunk, each from
+    the same noise with the chunks before it as a clean prefix (a causal teacher rollout)."""
+    chunk = chunk or noise.shape[1]
     done: list[torch.Tensor] = []
     states: list[torch.Tensor] = []
     for start in range(0, noise.shape[1], chunk):
