@@ -27,6 +27,9 @@ from engine.generator import Generator
 def windows(
     weights: Path | None, seconds: float, starts: list[float], window: float, seed: int
 ) -> list[dict]:
+    late = [start for start in starts if start + window > seconds]
+    if late:
+        raise ValueError(f"windows at {late} s end after the {seconds} s streamed")
     gen = Generator.from_preset("tiny", weights=weights)
     fps = gen.config.fps
     prompts = heldout_prompts()
@@ -34,8 +37,6 @@ def windows(
     rows = []
     for start in starts:
         lo, hi = round(start * fps), round((start + window) * fps)
-        if hi > clips[0].shape[0]:
-            raise ValueError(f"a window at {start} s ends after the {seconds} s streamed")
         res = evaluate_videos([(c[lo:hi], p.text) for c, p in zip(clips, prompts, strict=True)], fps=fps)
         along = res["speed_along_prompt"]
         rows.append(

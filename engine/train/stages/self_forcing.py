@@ -114,6 +114,7 @@ def train(
     steps = schedule.num_steps
     frames_per_chunk = gen_cfg.sampler.frames_per_chunk
     window = cfg.window_chunks * frames_per_chunk
+    context_frames = window - frames_per_chunk  # a context window: all but its last chunk clean
     student.train()
     fake.train()
     while not run.done:
@@ -140,7 +141,7 @@ def train(
                 grad_chunks=range(n - scored, n),
             )
             x = roll.latents[:, -window:].float()
-            loss_g, stats = dmd_loss(x, text, real, fake, settings, window - scored * frames_per_chunk)
+            loss_g, stats = dmd_loss(x, text, real, fake, settings, context_frames if context else 0)
         clipped_step(opt_g, loss_g, student, cfg.grad_clip)
         ema_update(ema, student, min(cfg.ema_decay, (1.0 + run.step) / (10.0 + run.step)))
 
@@ -153,7 +154,7 @@ def train(
             xs = torch.stack([replay[int(i)][0] for i in pick])
             ts = torch.stack([replay[int(i)][1] for i in pick])
             prefix = torch.from_numpy(run.rng.random(len(pick)) < cfg.dmd_context_fraction)
-            prefix = prefix.long() * (window - frames_per_chunk)
+            prefix = prefix.long() * context_frames
             with run.autocast():
                 loss_f = flow_matching_loss(fake, xs, ts, cfg.timestep_shift, prefix)
             clipped_step(opt_f, loss_f, fake, cfg.grad_clip)
