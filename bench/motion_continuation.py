@@ -7,7 +7,12 @@ against the *original* direction on the generated frames only: a teacher that fo
 prompt moves forward (+0.12..0.18 frame widths/s) for the first and backward for the second; one
 that extrapolates the prefix moves forward for both; one that ignores both, neither.
 
+`--past student` gives the teacher the student's own first chunk(s) for the prompt instead of
+the world's clip (`--student`, default the shipped weights): what the DMD real score asks the
+student to draw after its own past in a self-forcing window with a clean context.
+
     .venv/bin/python -m bench.motion_continuation --run runs/tiny [--prompts 24] [--prefix 3]
+    .venv/bin/python -m bench.motion_continuation --run runs/tiny --past student
 
 Numbers in docs/BENCHMARKS.md, "Motion diagnosis".
 """
@@ -27,15 +32,31 @@ from engine.data.render import RenderConfig, make_scene, render_scene
 from engine.data.tensors import from_model_output, to_model_input
 from engine.data.vocab import DIRECTIONS
 from engine.eval import evaluate_videos
+from engine.sampler import FlowMatchSchedule
 from engine.text.schema import reverse_motion
 from engine.train.flow import Guidance, euler_sample
 from engine.train.models import load_dit, load_vae, run_text_encoder, stage_file, training_preset
+from engine.train.student import rollout
+
+SHIPPED_STUDENT = Path(__file__).resolve().parents[1] / "engine" / "weights" / "tiny" / "dit.safetensors"
 
 
 @torch.no_grad()
-def continuation(run: Path, prompts: int, prefix: int, frames: int, guidance: float, steps: int) -> dict:
+def continuation(
+    run: Path,
+    prompts: int,
+    prefix: int,
+    frames: int,
+    guidance: float,
+    steps: int,
+    student_file: Path | None = None,
+) -> dict:
+    """The teacher's continuations of the world's clips, or of the student in `student_file`'s
+    own first chunks."""
     config = training_preset("tiny")
     teacher = load_dit(config, stage_file(run, "teacher", "teacher.safetensors")).eval()
+    student = load_dit(config, student_file).eval() if student_file else None
+    chunk = config.sampler.frames_per_chunk
     vae = load_vae(config, stage_file(run, "vae", "vae.safetensors"))
     text = run_text_encoder(config, run)
     chosen = [p for p in heldout_eval_prompts() if p.spec.objects[0].motion in DIRECTIONS][:prompts]
@@ -49,6 +70,16 @@ def continuation(run: Path, prompts: int, prefix: int, frames: int, guidance: fl
         latents = vae.encode_latent(to_model_input(clip)[None]).transpose(1, 2)  # [1, F, C, h, w]
         rows = text.encode([p.text])
         noise = torch.randn(latents.shape, generator=g)
+        if student is not None:  # the student's own past for this prompt, as it streams it
+            own = rollout(
+                student,
+                FlowMatchSchedule(config.sampler),
+                config,
+                student.encode_prompt(rows),
+                -(-prefix // chunk),
+                generator=g,
+            )
+            latents = own.latents
         for emb, out in ((rows, forward), (reverse_motion(rows), backward)):
             x0, _ = euler_sample(
                 teacher,
@@ -79,11 +110,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--prompts", type=int, default=24, help="held-out straight-line prompts")
     parser.add_argument("--prefix", type=int, default=3, help="clean latent frames given (3 = one chunk)")
+    parser.add_argument(
+        "--past", choices=("world", "student"), default="world", help="whose frames the prefix is"
+    )
+    parser.add_argument(
+        "--student", type=Path, default=SHIPPED_STUDENT, help="student DiT for --past student"
+    )
     add_teacher_sampling_args(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    row = continuation(args.run, args.prompts, args.prefix, args.frames, args.guidance, args.steps)
-    print(f"{row['prompts']} prompts, {row['prefix_latent_frames']} clean latent frames given")
+    student = args.student if args.past == "student" else None
+    row = continuation(args.run, args.prompts, args.prefix, args.frames, args.guidance, args.steps, student)
+    row["past"] = args.past
+    print(
+        f"{row['prompts']} prompts, {row['prefix_latent_frames']} clean latent frames "
+        f"of the {args.past} given"
+    )
     print("speed along the prompt's direction (frame widths/s) of the generated frames:")
     print(f"{'rows':>9} {'mean':>7} {'median':>7} {'objs':>4} {'motion':>6}")
     for name in ("prompt", "reversed"):

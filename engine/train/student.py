@@ -54,10 +54,15 @@ def rollout(
     exit_steps: Sequence[int] | None = None,
     grad_chunks: Sequence[int] = (),
     generator: torch.Generator | None = None,
+    context: torch.Tensor | None = None,
 ) -> Rollout:
     """Self Forcing rollout: each chunk is denoised from noise with the cache, stops at its exit
     step (default: the last step, as at inference) whose x0 prediction is its output, then is
     refreshed into the cache at the context timestep. Only exit passes of `grad_chunks` keep a graph.
+
+    `context` [B, k * frames_per_chunk, C, h, w]: clean latents (e.g. the world's own clip) that
+    stand for the first k chunks: written into the cache by the same refresh pass and returned
+    as they are; sampling starts at chunk k, continuing that past.
     """
     b = prompt.batch
     f = config.sampler.frames_per_chunk
@@ -65,19 +70,16 @@ def rollout(
     cache = make_cache(config, b)
     steps = schedule.num_steps
     exits = list(exit_steps) if exit_steps is not None else [steps - 1] * chunks
+    given = 0 if context is None else context.shape[1] // f
     out = []
     for c in range(chunks):
         start = [c * f]
-        x = torch.randn(shape, generator=generator)
-        x0 = x
-        for k in range(exits[c] + 1):
-            t = schedule.step_timesteps[k].expand(b, f)
-            with torch.set_grad_enabled(k == exits[c] and c in grad_chunks):
-                flow = student(x, t, prompt, start_frames=start, caches=[cache])
-                x0 = x - schedule.step_sigmas[k] * flow
-            if k < exits[c]:
-                eps = torch.randn(shape, generator=generator)
-                x = schedule.add_noise(x0.detach(), eps, schedule.step_sigmas[k + 1])
+        if context is not None and c < given:
+            x0 = context[:, c * f : (c + 1) * f]
+        else:
+            x0 = _denoise_chunk(
+                student, schedule, prompt, shape, start, cache, exits[c], c in grad_chunks, generator
+            )
         with torch.no_grad():
             student(
                 x0.detach(),
@@ -88,6 +90,33 @@ def rollout(
             )
         out.append(x0)
     return Rollout(torch.cat(out, dim=1), exits)
+
+
+def _denoise_chunk(
+    student: CausalDiT,
+    schedule: FlowMatchSchedule,
+    prompt: PromptKV,
+    shape: tuple[int, ...],
+    start: list[int],
+    cache: KVCache,
+    exit_step: int,
+    grad: bool,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """One chunk from noise to the x0 prediction of its exit step; only that pass keeps a graph
+    (when `grad`)."""
+    b, f = shape[:2]
+    x = torch.randn(shape, generator=generator)
+    x0 = x
+    for k in range(exit_step + 1):
+        t = schedule.step_timesteps[k].expand(b, f)
+        with torch.set_grad_enabled(grad and k == exit_step):
+            flow = student(x, t, prompt, start_frames=start, caches=[cache])
+            x0 = x - schedule.step_sigmas[k] * flow
+        if k < exit_step:
+            eps = torch.randn(shape, generator=generator)
+            x = schedule.add_noise(x0.detach(), eps, schedule.step_sigmas[k + 1])
+    return x0
 
 
 @torch.no_grad()

@@ -160,9 +160,14 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
     )
     capsys.readouterr()
     skip_eval = ["--set", "eval_prompts=0"]  # the end-of-stage check is optional
-    context = ["--set", "dmd_context_fraction=1"]  # every window scored after a clean chunk
+    # every window scored after a clean chunk: the world's (its clip's first chunk)
+    context = ["--set", "dmd_context_fraction=1", "--set", "dmd_world_context_fraction=1"]
     assert main(["self-forcing", *out, "--max-steps", "2", *released, *skip_eval, *context]) == 0
     assert json.loads(capsys.readouterr().out)["eval"] is None
+    logged = [
+        json.loads(line) for line in (tmp_path / "self-forcing" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert logged[-1]["world"] == 1 and logged[-1]["chunks"] == 2
     assert main(["export", "--out", str(tmp_path), "--preset", "test", "--dest", str(dest)]) == 0
     manifest = json.loads((dest / "manifest.json").read_text())
     assert manifest["stages"]["teacher"]["init"] == str(dest / "dit.safetensors")

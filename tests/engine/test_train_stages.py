@@ -257,6 +257,31 @@ def test_dmd_with_a_clean_context_scores_only_what_follows_it() -> None:
     assert plain[:, :f].abs().mean() > 0
 
 
+def test_a_rollout_continues_a_given_past() -> None:
+    """`rollout(context=...)`: the given chunk comes back as it is and enters the cache (the
+    chunk after it depends on it), and only the sampled chunk's exit pass keeps a graph."""
+    torch.manual_seed(0)
+    student = CausalDiT(CFG.dit)
+    schedule = FlowMatchSchedule(CFG.sampler)
+    prompt = student.encode_prompt(_text(2))
+    f = CFG.sampler.frames_per_chunk
+    shape = (2, f, CFG.dit.in_dim, CFG.latent_height, CFG.latent_width)
+
+    def continue_from(past: torch.Tensor) -> torch.Tensor:
+        g = torch.Generator().manual_seed(3)
+        return rollout(student, schedule, CFG, prompt, 2, grad_chunks=(1,), generator=g, context=past).latents
+
+    past, other = torch.randn(shape), torch.randn(shape)
+    out = continue_from(past)
+    assert out.shape == (2, 2 * f, *shape[2:]) and torch.equal(out[:, :f], past)
+    assert not torch.allclose(out[:, f:], continue_from(other)[:, f:], atol=1e-4)
+    params = list(student.parameters())
+    given = torch.autograd.grad(out[:, :f].sum(), params, retain_graph=True, allow_unused=True)
+    assert all(g is None or not g.any() for g in given)
+    sampled = torch.autograd.grad(out[:, f:].sum(), params, allow_unused=True)
+    assert any(g is not None and g.any() for g in sampled)
+
+
 def test_self_forcing_generator_follows_the_dmd_gradient() -> None:
     """A rollout through the KV cache keeps a graph only on the exit passes of the window's
     chunks, and generator updates on the DMD surrogate move the samples along -g: with the

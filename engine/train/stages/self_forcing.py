@@ -13,10 +13,15 @@ Each iteration:
    = online critic; one generator update. In a `dmd_context_fraction` share of the iterations
    the window's first chunk is denoised fully (as at inference) and scored as clean context:
    only the last chunk is noised and moved, so the scores compare what the student draws next
-   after its own past with what the teacher would draw there.
+   after its own past with what the teacher would draw there. A `dmd_world_context_fraction`
+   share of those iterations takes the past from the world instead: the first chunk of the
+   caption's own training clip (the teacher's latent dataset) enters the cache clean and the
+   student samples the one chunk after it, so the scores compare continuations of an object
+   that moves as the prompt says (`rollout(context=...)`).
 3. `fake_updates` flow-matching updates of the fake score on recent student windows (a small
    replay buffer of detached windows, so the critic sees more than one batch per rollout), the
-   same share of them with the first chunk as clean context.
+   same share of them with the first chunk as clean context (always, for windows whose first
+   chunk is the world's: the critic models the student's frames only).
 The EMA of the student is exported as `student.safetensors`.
 """
 
@@ -56,6 +61,7 @@ class SelfForcingStageConfig(RunConfig):
     guidance: float = 4.0
     motion_guidance: float = 0.0  # real score's push towards the prompted motion (see flow.Guidance)
     dmd_context_fraction: float = 0.0  # iterations whose window starts with a clean context chunk
+    dmd_world_context_fraction: float = 0.0  # of those, the ones whose context is the world's clip
     timestep_shift: float = 5.0
     dmd_min_u: float = 0.02
     dmd_max_u: float = 0.98
@@ -110,7 +116,7 @@ def train(
     models = {"student": student, "ema": ema, "fake": fake}
     optims = {"gen": opt_g, "fake": opt_f}
     run.restore(models, optims)
-    replay: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=cfg.replay)
+    replay: deque[tuple[torch.Tensor, torch.Tensor, bool]] = deque(maxlen=cfg.replay)
     steps = schedule.num_steps
     frames_per_chunk = gen_cfg.sampler.frames_per_chunk
     window = cfg.window_chunks * frames_per_chunk
@@ -122,6 +128,13 @@ def train(
         text = data.text[index].float()
         n = int(run.rng.integers(cfg.min_chunks, cfg.max_chunks + 1))
         context = run.rng.random() < cfg.dmd_context_fraction
+        world = (
+            cfg.dmd_world_context_fraction > 0
+            and context
+            and run.rng.random() < cfg.dmd_world_context_fraction
+        )
+        if world:
+            n = cfg.window_chunks  # the world's chunk, then the student's
         scored = 1 if context else cfg.window_chunks  # chunks that exit early and get the gradient
         exits = [steps - 1] * (n - scored) + [int(e) for e in run.rng.integers(0, steps, scored)]
         lr = run.lr()
@@ -139,6 +152,7 @@ def train(
                 n,
                 exit_steps=exits,
                 grad_chunks=range(n - scored, n),
+                context=data.latents[index][:, :context_frames].float() if world else None,
             )
             x = roll.latents[:, -window:].float()
             loss_g, stats = dmd_loss(x, text, real, fake, settings, context_frames if context else 0)
@@ -147,13 +161,14 @@ def train(
 
         # critic updates on recent student samples
         for b in range(x.shape[0]):
-            replay.append((x[b].detach(), text[b]))
+            replay.append((x[b].detach(), text[b], world))
         fake_losses = []
         for _ in range(cfg.fake_updates):
             pick = run.rng.integers(0, len(replay), min(cfg.fake_batch, len(replay)))
             xs = torch.stack([replay[int(i)][0] for i in pick])
             ts = torch.stack([replay[int(i)][1] for i in pick])
-            prefix = torch.from_numpy(run.rng.random(len(pick)) < cfg.dmd_context_fraction)
+            given = torch.tensor([replay[int(i)][2] for i in pick])
+            prefix = torch.from_numpy(run.rng.random(len(pick)) < cfg.dmd_context_fraction) | given
             prefix = prefix.long() * context_frames
             with run.autocast():
                 loss_f = flow_matching_loss(fake, xs, ts, cfg.timestep_shift, prefix)
@@ -164,6 +179,7 @@ def train(
             loss_fake=sum(fake_losses) / len(fake_losses),
             chunks=n,
             context=int(context),
+            world=int(world),
             lr=lr,
             **stats,
         )
