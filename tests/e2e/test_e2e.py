@@ -197,9 +197,24 @@ def metric(text: str, name: str, labels: str = "") -> float:
     return sum(values)  # a labelled family with no samples yet counts as 0
 
 
+async def settled(http: httpx.AsyncClient, url: str) -> str:
+    """Worker metrics once no earlier test's session is still generating: the frame counter
+    holds still over 1.5 s (a paced session publishes a chunk every 0.75 s)."""
+    text = (await http.get(url)).text
+    for _ in range(40):
+        await asyncio.sleep(1.5)
+        again = (await http.get(url)).text
+        if metric(again, "rollcast_frames_generated_total") == metric(
+            text, "rollcast_frames_generated_total"
+        ):
+            return again
+        text = again
+    raise AssertionError("the worker kept generating for 60 s after the previous test")
+
+
 async def test_metrics_move(dep: Deployment) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
-        before_w = (await http.get(dep.worker_metrics)).text
+        before_w = await settled(http, dep.worker_metrics)
         before_a = (await http.get(f"{dep.url}/metrics")).text
         s = await create(dep, "two white circles", seed=5, max_frames=21)
         v = Viewer(f"{dep.ws_url}/v1/sessions/{s['id']}/stream")
