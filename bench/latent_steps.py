@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.world_clips import encode_world_clip
 from engine.data.eval_prompts import EvalPrompt
-from engine.data.render import RenderConfig, make_scene, render_scene
-from engine.data.tensors import from_model_output, to_model_input
+from engine.data.render import RenderConfig
+from engine.data.tensors import from_model_output
 from engine.eval.model_eval import generate_clip, heldout_prompts
 from engine.generator import Generator
 from engine.train.flow import Guidance, euler_sample
@@ -84,8 +85,7 @@ def world_round_trip(gen: Generator, prompts: list[EvalPrompt], frames: int, see
     vae = gen.vae.float()
     out = []
     for p in prompts:
-        clip = render_scene(make_scene(p.spec, rng, render, clip=True), render)
-        z = vae.encode_latent(to_model_input(clip)[None])
+        z = encode_world_clip(vae, p.spec, rng, render, clip=True)
         out.append(from_model_output(vae.decode(z)[0]))
     return out
 

@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 from bench.teacher_args import add_teacher_sampling_args
+from bench.world_clips import encode_world_clip
 from engine.data.eval_prompts import heldout_eval_prompts
-from engine.data.render import RenderConfig, make_scene, render_scene
-from engine.data.tensors import from_model_output, to_model_input
+from engine.data.render import RenderConfig
+from engine.data.tensors import from_model_output
 from engine.data.vocab import DIRECTIONS
 from engine.eval import evaluate_videos
 from engine.sampler import FlowMatchSchedule
@@ -66,8 +67,7 @@ def continuation(
     render = RenderConfig(num_frames=frames * stride, fps=config.fps)
     forward, backward = [], []
     for p in chosen:
-        clip = render_scene(make_scene(p.spec, rng, render, clip=False), render)
-        latents = vae.encode_latent(to_model_input(clip)[None]).transpose(1, 2)  # [1, F, C, h, w]
+        latents = encode_world_clip(vae, p.spec, rng, render, clip=False).transpose(1, 2)  # [1, F, C, h, w]
         rows = text.encode([p.text])
         noise = torch.randn(latents.shape, generator=g)
         if student is not None:  # the student's own past for this prompt, as it streams it
