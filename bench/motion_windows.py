@@ -1,9 +1,9 @@
 """Where does the causal student lose the motion: in its first chunk, drawn from noise with no
 past, or also in the chunks that continue its own past through the KV cache? Streams every
 held-out prompt for `--seconds` through a real session (the shipped sampler, rolling cache) and
-scores 2-second windows of the stream that start at `--starts` seconds: prompt fidelity, motion
-accuracy and the speed along the prompted direction (the world moves at 0.12-0.18 frame
-widths/s). A student that only loses the first chunk is slow in the window at 0 and at the
+scores 2-second windows of the stream that start at `--starts` seconds: prompt fidelity, each
+attribute's accuracy and the speed along the prompted direction (the world moves at 0.12-0.18
+frame widths/s). A student that only loses the first chunk is slow in the window at 0 and at the
 world's speed in the later ones; one that is slow everywhere has not learned to continue either.
 
     .venv/bin/python -m bench.motion_windows [--weights DIR] [--seconds 5] [--starts 0 0.75 1.5 3]
@@ -22,6 +22,8 @@ import torch
 from engine.eval import evaluate_videos
 from engine.eval.model_eval import generate_clip, heldout_prompts
 from engine.generator import Generator
+
+ATTRIBUTES = ("count", "colour", "shape", "size", "motion")
 
 
 def windows(
@@ -43,7 +45,7 @@ def windows(
             {
                 "start_s": start,
                 "fidelity": res["overall"],
-                "motion": res["accuracy"]["motion"],
+                **{name: res["accuracy"][name] for name in ATTRIBUTES},
                 "along_mean": along["mean"],
                 "along_median": along["median"],
                 "objects": along["objects"],
@@ -66,11 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = windows(args.weights, args.seconds, args.starts, args.window, args.seed)
-    print(f"{'window':>11} {'fidelity':>8} {'motion':>6} {'along':>7} {'median':>7} {'objs':>4}")
+    names = " ".join(f"{name:>6}" for name in ATTRIBUTES)
+    print(f"{'window':>11} {'fidelity':>8} {names} {'along':>7} {'median':>7} {'objs':>4}")
     for r in rows:
         span = f"{r['start_s']:.2f}-{r['start_s'] + args.window:.2f}s"
+        values = " ".join(f"{r[name]:>6.1%}" for name in ATTRIBUTES)
         print(
-            f"{span:>11} {r['fidelity']:>8.1%} {r['motion']:>6.1%} "
+            f"{span:>11} {r['fidelity']:>8.1%} {values} "
             f"{r['along_mean']:>+7.3f} {r['along_median']:>+7.3f} {r['objects']:>4}"
         )
     if args.json:

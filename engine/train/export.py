@@ -1,8 +1,10 @@
 """`rollcast train export`: install a finished run's weights as a preset's shipped weights.
 
-Writes `dit.safetensors` (the Self Forcing student's EMA weights), `vae.safetensors` and, for a
-preset with a grounded prompt encoder, `text.safetensors` (the grounding head) into
-engine/weights/<preset>/ (or `dest`). Weights are stored in fp16 to keep the package small
+Writes `dit.safetensors` (the Self Forcing student's EMA weights), `vae.safetensors`, for a
+preset with a grounded prompt encoder `text.safetensors` (the grounding head), and
+`teacher.safetensors` (the teacher's EMA weights, which serving never loads: the next
+continuation's teacher stage starts from them, so the teacher's training adds up across
+releases) into engine/weights/<preset>/ (or `dest`). Weights are stored in fp16 to keep the package small
 (loading casts them back to the model's dtype); the VAE's latent statistics stay fp32.
 """
 
@@ -44,6 +46,10 @@ def export_weights(
     if text_head.exists():  # a preset with a grounded prompt encoder (tiny)
         written["text"] = target / "text.safetensors"
         save_safetensors(_half(read_state_dict(text_head)), written["text"])
+    teacher = Path(out_dir) / "teacher" / "teacher.safetensors"
+    if teacher.exists():  # a run with its own teacher (not one that only continued self-forcing)
+        written["teacher"] = target / "teacher.safetensors"
+        save_safetensors(_half(read_checkpoint(teacher)), written["teacher"])
     manifest: dict[str, Any] = {"preset": preset, "stages": _stage_summary(Path(out_dir))}
     written["manifest"] = target / "manifest.json"
     if _continues(manifest, target) and written["manifest"].exists():
@@ -66,11 +72,13 @@ def _stage_summary(out_dir: Path) -> dict[str, dict[str, Any]]:
     for stage in ("text", "vae", "teacher", "ode", "self-forcing"):
         metrics = out_dir / stage / "metrics.jsonl"
         lines = [json.loads(x) for x in metrics.read_text().splitlines() if x] if metrics.exists() else []
-        if not lines:
-            continue
-        summary[stage] = {"steps": lines[-1]["step"], "minutes": round(lines[-1]["elapsed_s"] / 60, 1)}
         config = out_dir / stage / "config.json"
         init = json.loads(config.read_text()).get("init") if config.exists() else None
+        if not lines and not init:
+            continue
+        # no steps logged but an init: the stage adopted earlier weights (e.g. `max_steps=0`)
+        last = lines[-1] if lines else {"step": 0, "elapsed_s": 0.0}
+        summary[stage] = {"steps": last["step"], "minutes": round(last["elapsed_s"] / 60, 1)}
         if init:
             summary[stage]["init"] = init
     return summary

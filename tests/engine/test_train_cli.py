@@ -109,10 +109,13 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
                  "--set", "eval_steps=4"]) == 0  # fmt: skip
     assert main(["ode", *out, "--max-steps", "3", "--set", "trajectories=4", "--set", "eval_prompts=2",
                  "--set", "eval_chunks=2", "--set", "causal_trajectories=true"]) == 0  # fmt: skip
-    assert (
-        main(["self-forcing", *out, "--max-steps", "3", "--set", "eval_prompts=2", "--set", "eval_chunks=2"])
-        == 0
-    )
+    # every window the stream's opening: the first two chunks after their first latent frame
+    opening = ["--set", "dmd_context_fraction=0", "--set", "dmd_opening_fraction=1"]
+    sf = ["--max-steps", "3", "--set", "eval_prompts=2", "--set", "eval_chunks=2", *opening]
+    assert main(["self-forcing", *out, *sf]) == 0
+    metrics = (tmp_path / "self-forcing" / "metrics.jsonl").read_text().splitlines()
+    logged = [json.loads(line) for line in metrics]
+    assert logged and all(row["opening"] == 1 and row["chunks"] == 2 for row in logged)
     # the ode stage resumes without regenerating its trajectories
     shards = sorted((tmp_path / "ode" / "trajectories").glob("*.safetensors"))
     ode = [
@@ -132,32 +135,25 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
     dest = tmp_path / "weights"
     assert main(["export", "--out", str(tmp_path), "--preset", "test", "--dest", str(dest)]) == 0
     written = json.loads(capsys.readouterr().out)
-    assert {Path(p).name for p in written.values()} == {"dit.safetensors", "vae.safetensors", "manifest.json"}
+    assert {Path(p).name for p in written.values()} == {
+        "dit.safetensors",
+        "vae.safetensors",
+        "teacher.safetensors",
+        "manifest.json",
+    }
     from engine.generator import Generator
     from engine.train.models import training_preset
 
     gen = Generator.from_config(training_preset("test"))
     gen.load_weights(dest)
     assert gen.open("a red circle moving left", seed=0).step().num_frames == 12
-    # continuing from the exported weights: teacher and student start from them, and the next
-    # export keeps the manifest it replaces as the history of the release
-    released = ["--set", f"init={dest / 'dit.safetensors'}", "--set", "eval_prompts=2"]
-    assert (
-        main(
-            [
-                "teacher",
-                *out,
-                "--max-steps",
-                "2",
-                "--set",
-                "eval_steps=4",
-                "--set",
-                "dataset_clips=8",
-                *released,
-            ]
-        )
-        == 0
-    )
+    # continuing from the exported weights: the released teacher is adopted as it is (no steps:
+    # the stage only encodes its dataset), the student starts from the released one, and the
+    # next export keeps the manifest it replaces as the history of the release
+    adopt = ["--max-steps", "0", "--set", f"init={dest / 'teacher.safetensors'}", "--set", "eval_prompts=0"]
+    assert main(["teacher", *out, "--set", "dataset_clips=8", *adopt]) == 0
+    assert not (tmp_path / "teacher" / "metrics.jsonl").exists()
+    released = ["--set", f"init={dest / 'dit.safetensors'}"]
     capsys.readouterr()
     skip_eval = ["--set", "eval_prompts=0"]  # the end-of-stage check is optional
     # every window scored after a clean chunk: the world's (its clip's first chunk)
@@ -170,7 +166,8 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
     assert logged[-1]["world"] == 1 and logged[-1]["chunks"] == 2
     assert main(["export", "--out", str(tmp_path), "--preset", "test", "--dest", str(dest)]) == 0
     manifest = json.loads((dest / "manifest.json").read_text())
-    assert manifest["stages"]["teacher"]["init"] == str(dest / "dit.safetensors")
+    adopted = {"steps": 0, "minutes": 0.0, "init": str(dest / "teacher.safetensors")}
+    assert manifest["stages"]["teacher"] == adopted
     assert manifest["stages"]["self-forcing"]["steps"] == 2
     assert manifest["continued_from"]["stages"]["self-forcing"]["steps"] == 3
 

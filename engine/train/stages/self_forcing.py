@@ -17,11 +17,15 @@ Each iteration:
    share of those iterations takes the past from the world instead: the first chunk of the
    caption's own training clip (the teacher's latent dataset) enters the cache clean and the
    student samples the one chunk after it, so the scores compare continuations of an object
-   that moves as the prompt says (`rollout(context=...)`).
+   that moves as the prompt says (`rollout(context=...)`). A `dmd_opening_fraction` share of
+   the other iterations scores the stream's opening: the first chunks, after the student's own
+   finished first latent frame, given to both scores clean (the kinds of window:
+   `engine.train.windows`).
 3. `fake_updates` flow-matching updates of the fake score on recent student windows (a small
    replay buffer of detached windows, so the critic sees more than one batch per rollout), the
-   same share of them with the first chunk as clean context (always, for windows whose first
-   chunk is the world's: the critic models the student's frames only).
+   same share of them with the first chunk as clean context (windows whose past is the world's
+   or an opening frame always keep that past clean: the critic models the student's frames
+   given it).
 The EMA of the student is exported as `student.safetensors`.
 """
 
@@ -45,6 +49,7 @@ from engine.train.models import init_file, load_dit, load_vae, run_text_encoder,
 from engine.train.run import StageRun, clipped_step, save_safetensors
 from engine.train.stages.teacher import ema_update
 from engine.train.student import rollout, student_videos
+from engine.train.windows import WindowMix, plan_window
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class SelfForcingStageConfig(RunConfig):
     motion_guidance: float = 0.0  # real score's push towards the prompted motion (see flow.Guidance)
     dmd_context_fraction: float = 0.0  # iterations whose window starts with a clean context chunk
     dmd_world_context_fraction: float = 0.0  # of those, the ones whose context is the world's clip
+    dmd_opening_fraction: float = 0.0  # of the others, the ones scoring the stream's opening
     timestep_shift: float = 5.0
     dmd_min_u: float = 0.02
     dmd_max_u: float = 0.98
@@ -116,27 +122,25 @@ def train(
     models = {"student": student, "ema": ema, "fake": fake}
     optims = {"gen": opt_g, "fake": opt_f}
     run.restore(models, optims)
-    replay: deque[tuple[torch.Tensor, torch.Tensor, bool]] = deque(maxlen=cfg.replay)
+    replay: deque[tuple[torch.Tensor, torch.Tensor, int | None]] = deque(maxlen=cfg.replay)
     steps = schedule.num_steps
     frames_per_chunk = gen_cfg.sampler.frames_per_chunk
     window = cfg.window_chunks * frames_per_chunk
     context_frames = window - frames_per_chunk  # a context window: all but its last chunk clean
+    mix = WindowMix(
+        cfg.window_chunks,
+        cfg.min_chunks,
+        cfg.max_chunks,
+        cfg.dmd_context_fraction,
+        cfg.dmd_world_context_fraction,
+        cfg.dmd_opening_fraction,
+    )
     student.train()
     fake.train()
     while not run.done:
         index = torch.from_numpy(run.rng.integers(0, len(data), cfg.batch_size))
         text = data.text[index].float()
-        n = int(run.rng.integers(cfg.min_chunks, cfg.max_chunks + 1))
-        context = run.rng.random() < cfg.dmd_context_fraction
-        world = (
-            cfg.dmd_world_context_fraction > 0
-            and context
-            and run.rng.random() < cfg.dmd_world_context_fraction
-        )
-        if world:
-            n = cfg.window_chunks  # the world's chunk, then the student's
-        scored = 1 if context else cfg.window_chunks  # chunks that exit early and get the gradient
-        exits = [steps - 1] * (n - scored) + [int(e) for e in run.rng.integers(0, steps, scored)]
+        plan = plan_window(mix, run.rng, steps, frames_per_chunk)
         lr = run.lr()
         run.set_lr(opt_g, lr)
         run.set_lr(opt_f, lr * cfg.lr_fake / cfg.lr)
@@ -149,27 +153,32 @@ def train(
                 schedule,
                 gen_cfg,
                 prompt,
-                n,
-                exit_steps=exits,
-                grad_chunks=range(n - scored, n),
-                context=data.latents[index][:, :context_frames].float() if world else None,
+                plan.chunks,
+                exit_steps=plan.exit_steps,
+                grad_chunks=plan.grad_chunks,
+                context=data.latents[index][:, :context_frames].float() if plan.world else None,
             )
             x = roll.latents[:, -window:].float()
-            loss_g, stats = dmd_loss(x, text, real, fake, settings, context_frames if context else 0)
+            loss_g, stats = dmd_loss(x, text, real, fake, settings, plan.clean_frames)
         clipped_step(opt_g, loss_g, student, cfg.grad_clip)
         ema_update(ema, student, min(cfg.ema_decay, (1.0 + run.step) / (10.0 + run.step)))
 
         # critic updates on recent student samples
+        fixed = plan.clean_frames if plan.world or plan.opening else None
         for b in range(x.shape[0]):
-            replay.append((x[b].detach(), text[b], world))
+            replay.append((x[b].detach(), text[b], fixed))
         fake_losses = []
         for _ in range(cfg.fake_updates):
             pick = run.rng.integers(0, len(replay), min(cfg.fake_batch, len(replay)))
             xs = torch.stack([replay[int(i)][0] for i in pick])
             ts = torch.stack([replay[int(i)][1] for i in pick])
-            given = torch.tensor([replay[int(i)][2] for i in pick])
-            prefix = torch.from_numpy(run.rng.random(len(pick)) < cfg.dmd_context_fraction) | given
-            prefix = prefix.long() * context_frames
+            # windows with a fixed past keep it; the others get a context chunk in the share of
+            # the generator's windows that have one
+            fixed_pasts = [replay[int(i)][2] for i in pick]
+            drawn = run.rng.random(len(pick)) < cfg.dmd_context_fraction
+            prefix = torch.tensor(
+                [context_frames * int(d) if f is None else f for f, d in zip(fixed_pasts, drawn, strict=True)]
+            )
             with run.autocast():
                 loss_f = flow_matching_loss(fake, xs, ts, cfg.timestep_shift, prefix)
             clipped_step(opt_f, loss_f, fake, cfg.grad_clip)
@@ -177,9 +186,10 @@ def train(
         run.record(
             loss=loss_g.item(),
             loss_fake=sum(fake_losses) / len(fake_losses),
-            chunks=n,
-            context=int(context),
-            world=int(world),
+            chunks=plan.chunks,
+            context=int(plan.context),
+            world=int(plan.world),
+            opening=int(plan.opening),
             lr=lr,
             **stats,
         )
