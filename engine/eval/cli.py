@@ -2,7 +2,8 @@
 
 ``--model PRESET`` generates video with a model (``--weights`` to choose a checkpoint) and
 scores it: ``--heldout N`` clips for N held-out prompts (unseen colour-shape-motion triples and
-unseen caption templates), ``--drift-minutes M`` one M-minute stream (per-minute fidelity,
+unseen caption templates; ``--later S ...``: the same sessions stream on and their windows at S
+seconds are scored too), ``--drift-minutes M`` one M-minute stream (per-minute fidelity,
 sharpness, colour stability, flicker, frozen frames).
 
 ``--validate N`` renders N synthetic clips (half training split, half held-out), scores them
@@ -37,6 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--heldout", type=int, default=0, metavar="N", help="score N held-out prompts (0: all)"
     )
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds of video per held-out prompt")
+    parser.add_argument(
+        "--later",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="S",
+        help="also score each held-out session's window of --seconds starting S s into its stream",
+    )
     parser.add_argument("--drift-minutes", type=float, default=0.0, metavar="M", help="stream M minutes")
     parser.add_argument("--drift-prompt", default="a red circle bouncing on a black background")
     parser.add_argument(

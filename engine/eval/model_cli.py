@@ -24,7 +24,9 @@ def run_model_eval(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"preset": args.model}
     prompts = heldout_prompts(args.heldout or None, args.seed)
     with tqdm(total=len(prompts), desc="held-out prompts", disable=quiet, file=sys.stderr) as bar:
-        rep = evaluate_prompts(gen, prompts, args.seconds, args.seed, lambda i, n: bar.update(1))
+        rep = evaluate_prompts(
+            gen, prompts, args.seconds, args.seed, lambda i, n: bar.update(1), later=args.later
+        )
     out["heldout"] = {k: v for k, v in rep.items() if k != "videos"}
     if not quiet:
         print(f"Prompt fidelity of {args.model} on {rep['n']} held-out prompts ({args.seconds:g} s each):")
@@ -42,6 +44,12 @@ def run_model_eval(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
                 f"(mean; median {along['median']:+.3f}) over {along['objects']} objects; the world's "
                 f"are {LINEAR_SPEED[0]:g}-{LINEAR_SPEED[1]:g}"
             )
+        if rep["later"]:
+            print(f"\nLater in the same sessions ({args.seconds:g} s windows):")
+            rows = {f"at {w['start_s']:g} s": {**w, "clips": rep["n"]} for w in rep["later"]}
+            print(format_accuracy_table(rows, extra=()))
+            fidelity = ", ".join(f"{w['start_s']:g} s {100 * w['overall']:.1f}%" for w in rep["later"])
+            print(f"fidelity: 0 s {100 * rep['overall']:.1f}%, {fidelity}")
     if args.drift_minutes:
         frames_total = round(args.drift_minutes * 60 * gen.config.fps)
         with tqdm(

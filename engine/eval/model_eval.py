@@ -4,7 +4,8 @@ Prompt fidelity: for each held-out prompt (colour-shape-motion triples never ren
 training, in canonical wording, plus training triples worded with held-out templates), open a
 session, generate `seconds` of video and score it with the analytic evaluator. "Fidelity" is
 the mean over clips of the per-clip mean attribute accuracy (count, colour, shape, size,
-motion); "all correct" is the share of clips with every attribute right.
+motion); "all correct" is the share of clips with every attribute right. With `later` start
+times the same sessions stream on and windows of the same length further in are scored too.
 
 Drift: one session streams `minutes` of video under one prompt; the evaluator scores 10-second
 windows and reports per-minute fidelity, sharpness, colour stability, flicker and frozen
@@ -15,7 +16,7 @@ first minute's.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,17 +50,27 @@ def evaluate_prompts(
     seconds: float = 2.0,
     seed: int = 0,
     progress: Progress | None = None,
+    later: Sequence[float] = (),
 ) -> dict[str, Any]:
+    """Score each prompt's first `seconds`; with `later` start times, each session streams on
+    and the `seconds`-long windows starting there are scored too (`report["later"]`): the
+    stream after its start, which a short clip does not show."""
     fps = gen.config.fps
     frames = max(1, round(seconds * fps))
-    items = []
+    starts = [round(start * fps) for start in later]
+    streamed = max([frames, *(lo + frames for lo in starts)])
+    clips = []
     t0 = time.perf_counter()
     for i, p in enumerate(prompts):
-        items.append((generate_clip(gen, p.text, frames, seed + i), p.text))
+        clips.append(generate_clip(gen, p.text, streamed, seed + i))
         if progress:
             progress(i + 1, len(prompts))
     generate_s = time.perf_counter() - t0
-    report = evaluate_videos(items, fps=fps)
+
+    def window(lo: int) -> list[tuple[np.ndarray, str]]:
+        return [(clip[lo : lo + frames], p.text) for clip, p in zip(clips, prompts, strict=True)]
+
+    report = evaluate_videos(window(0), fps=fps)
     for video, p in zip(report["videos"], prompts, strict=False):
         video["kind"], video["template"] = p.kind, p.template
     report["by_kind"] = {
@@ -67,7 +78,15 @@ def evaluate_prompts(
         for kind in sorted({p.kind for p in prompts})
     }
     report["generate_seconds"] = generate_s
+    report["later"] = [
+        {"start_s": start, **_summary(evaluate_videos(window(lo), fps=fps))}
+        for start, lo in zip(later, starts, strict=True)
+    ]
     return report
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: report[k] for k in ("overall", "accuracy", "all_correct", "speed_along_prompt")}
 
 
 def heldout_prompts(limit: int | None = None, seed: int = 0) -> list[EvalPrompt]:

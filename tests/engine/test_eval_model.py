@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.eval.model_eval import heldout_prompts
+from engine.eval import evaluate_videos
+from engine.eval.model_eval import evaluate_prompts, generate_clip, heldout_prompts
+from engine.generator import Generator
 
 
 def test_heldout_prompts_mix_unseen_triples_and_templates() -> None:
@@ -30,6 +32,8 @@ def test_eval_command_scores_a_model(tmp_path: Path) -> None:
         "2",
         "--seconds",
         "1",
+        "--later",
+        "0.5",
         "--drift-minutes",
         "0.2",
         "--json",
@@ -42,4 +46,25 @@ def test_eval_command_scores_a_model(tmp_path: Path) -> None:
     assert report["heldout"]["n"] == 2
     assert set(report["heldout"]["accuracy"]) >= {"colour", "shape", "motion"}
     assert 0.0 <= report["heldout"]["overall"] <= 1.0
+    assert "Later in the same sessions (1 s windows)" in done.stdout
+    assert [w["start_s"] for w in report["heldout"]["later"]] == [0.5]
     assert report["drift"]["frames_scored"] > 0 and report["drift"]["buckets"]
+
+
+def test_later_windows_score_the_same_sessions_further_in() -> None:
+    gen = Generator.from_preset("tiny")
+    prompts = heldout_prompts(2)
+    rep = evaluate_prompts(gen, prompts, seconds=1.0, seed=3, later=[0.0, 1.5])
+    first, later = rep["later"]
+    # the window at 0 is the clip itself: the sessions streamed on did not change their start
+    assert first["overall"] == rep["overall"] and first["accuracy"] == rep["accuracy"]
+    # the window at 1.5 s is frames 24-39 of each prompt's own session (seed + index)
+    fps = gen.config.fps
+    lo, n = round(1.5 * fps), round(fps)
+    streams = [generate_clip(gen, p.text, lo + n, 3 + i) for i, p in enumerate(prompts)]
+    direct = evaluate_videos(
+        [(s[lo : lo + n], p.text) for s, p in zip(streams, prompts, strict=True)], fps=fps
+    )
+    assert later["start_s"] == 1.5
+    assert later["overall"] == direct["overall"] and later["accuracy"] == direct["accuracy"]
+    assert later["speed_along_prompt"] == direct["speed_along_prompt"]
