@@ -21,10 +21,9 @@ from pathlib import Path
 
 import torch
 
+from engine.eval.fidelity import ATTRIBUTES
 from engine.eval.model_eval import evaluate_prompts, heldout_prompts
 from engine.generator import Generator
-
-ATTRIBUTES = ("count", "colour", "shape", "size", "motion")
 
 
 def windows(weights: Path | None, starts: list[float], window: float, seed: int) -> list[dict]:

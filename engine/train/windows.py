@@ -44,6 +44,13 @@ class WindowPlan:
     world: bool  # the window's first chunk is the world's clip
     opening: bool  # the window is the stream's first chunks, scored after their first frame
 
+    @property
+    def fixed_past(self) -> int | None:
+        """Clean frames the fake score must keep when it trains on this window (the world's chunk
+        or the opening frame: it models the student's frames given them); None where the past is
+        the student's own and the fake score draws its context like any other window."""
+        return self.clean_frames if self.world or self.opening else None
+
 
 def plan_window(mix: WindowMix, rng: np.random.Generator, steps: int, frames_per_chunk: int) -> WindowPlan:
     """Draw one iteration's window (a fraction of 0 draws nothing from `rng`, so a mix without

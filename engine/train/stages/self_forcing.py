@@ -128,12 +128,12 @@ def train(
     window = cfg.window_chunks * frames_per_chunk
     context_frames = window - frames_per_chunk  # a context window: all but its last chunk clean
     mix = WindowMix(
-        cfg.window_chunks,
-        cfg.min_chunks,
-        cfg.max_chunks,
-        cfg.dmd_context_fraction,
-        cfg.dmd_world_context_fraction,
-        cfg.dmd_opening_fraction,
+        window_chunks=cfg.window_chunks,
+        min_chunks=cfg.min_chunks,
+        max_chunks=cfg.max_chunks,
+        context_fraction=cfg.dmd_context_fraction,
+        world_fraction=cfg.dmd_world_context_fraction,
+        opening_fraction=cfg.dmd_opening_fraction,
     )
     student.train()
     fake.train()
@@ -164,9 +164,8 @@ def train(
         ema_update(ema, student, min(cfg.ema_decay, (1.0 + run.step) / (10.0 + run.step)))
 
         # critic updates on recent student samples
-        fixed = plan.clean_frames if plan.world or plan.opening else None
         for b in range(x.shape[0]):
-            replay.append((x[b].detach(), text[b], fixed))
+            replay.append((x[b].detach(), text[b], plan.fixed_past))
         fake_losses = []
         for _ in range(cfg.fake_updates):
             pick = run.rng.integers(0, len(replay), min(cfg.fake_batch, len(replay)))
