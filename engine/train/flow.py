@@ -43,20 +43,20 @@ def to_x0(x_t: torch.Tensor, flow: torch.Tensor, sigma: torch.Tensor) -> torch.T
     return x_t - s * flow
 
 
-def flow_matching_loss(
+def flow_matching_error(
     model: CausalDiT,
     x0: torch.Tensor,
     text: torch.Tensor,
     shift: float,
     clean_prefix: torch.Tensor | None = None,
     **forward: Any,
-) -> torch.Tensor:
-    """MSE between predicted and true flow at random shifted noise levels; x0 [B, F, C, H, W].
-    The teacher's objective, and the fake score's on the student's samples.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted minus true flow at random shifted noise levels: (err [B, F, C, H, W] in fp32,
+    noisy [B, F]); x0 [B, F, C, H, W].
 
     clean_prefix [B] (optional): how many leading latent frames of each clip are given clean
     (timestep 0, as the causal student's context) while the rest share the clip's noise level;
-    the loss is taken over the noisy frames only."""
+    `noisy` marks the frames a loss is taken over."""
     b, frames = x0.shape[:2]
     sigma = sample_sigmas(b, shift).unsqueeze(1).expand(b, frames)  # [B, F]
     noisy = torch.ones(b, frames, dtype=torch.bool)
@@ -66,8 +66,41 @@ def flow_matching_loss(
     eps = torch.randn_like(x0)
     x_t = add_noise(x0, eps, sigma)
     pred = model(x_t, sigma * 1000.0, model.encode_prompt(text), **forward)
-    err = (pred.float() - (eps - x0)).pow(2).mean(dim=(2, 3, 4))  # [B, F]
-    return err[noisy].mean()
+    return pred.float() - (eps - x0), noisy
+
+
+def frame_mse(err: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the noisy frames (each frame weighs the same)."""
+    return err.pow(2).mean(dim=(2, 3, 4))[noisy].mean()
+
+
+def flow_matching_loss(
+    model: CausalDiT,
+    x0: torch.Tensor,
+    text: torch.Tensor,
+    shift: float,
+    clean_prefix: torch.Tensor | None = None,
+    **forward: Any,
+) -> torch.Tensor:
+    """MSE between predicted and true flow over the noisy frames (`flow_matching_error`). The
+    teacher's objective, and the fake score's on the student's samples."""
+    return frame_mse(*flow_matching_error(model, x0, text, shift, clean_prefix, **forward))
+
+
+def temporal_difference_loss(err: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+    """MSE of the change of the flow error from one noisy latent frame to the next.
+
+    With D the frame difference, E|D err|^2 = 2 Var(err) - 2 Cov(err_f, err_f+1): errors that
+    repeat in consecutive frames (an object a little too large in all of them) cost nothing
+    here, errors that alternate (an object that pulses or wobbles between latent frames) cost
+    twice their size. Added to the flow-matching loss it weighs the temporally incoherent part
+    of the error more -- where the frame-to-frame motion lives. 0 when no clip has two noisy
+    frames in a row (image batches)."""
+    pairs = noisy[:, 1:] & noisy[:, :-1]  # [B, F-1]
+    if not bool(pairs.any()):
+        return err.new_zeros(())
+    step = err[:, 1:] - err[:, :-1]
+    return frame_mse(step, pairs)
 
 
 @dataclass(frozen=True)

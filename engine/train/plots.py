@@ -11,7 +11,7 @@ from engine.train.run import MetricsLog
 CURVES: dict[str, tuple[str, ...]] = {
     "text": ("loss",),
     "vae": ("loss", "l1", "l2", "grad"),
-    "teacher": ("loss",),
+    "teacher": ("loss", "temporal"),
     "ode": ("loss",),
     "self-forcing": ("loss_fake", "dmd_grad", "real_gap"),
 }
@@ -45,8 +45,12 @@ def plot_run(out_dir: str | Path, dest: str | Path) -> list[Path]:
             if key not in records[0]:
                 continue
             y = np.array([r[key] for r in records], dtype=np.float64)
-            ax.plot(step, y, alpha=0.25, linewidth=0.8)
-            ax.plot(step, _smooth(y, max(3, len(y) // 40)), label=key, color=ax.lines[-1].get_color())
+            drawn = y > 0  # a log axis cannot show 0 (e.g. the temporal term of an image batch)
+            x, y = step[drawn], y[drawn]
+            if len(y) == 0:
+                continue
+            ax.plot(x, y, alpha=0.25, linewidth=0.8)
+            ax.plot(x, _smooth(y, max(3, len(y) // 40)), label=key, color=ax.lines[-1].get_color())
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_title(f"rollcast train {stage}: {step[-1]} steps, {minutes:.0f} min")

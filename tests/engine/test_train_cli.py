@@ -106,7 +106,10 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
     out = ["--out", str(tmp_path), *FAST]
     assert main(["vae", *out, "--max-steps", "3", "--set", "stats_clips=2"]) == 0
     assert main(["teacher", *out, "--max-steps", "3", "--set", "dataset_clips=8", "--set", "eval_prompts=2",
-                 "--set", "eval_steps=4"]) == 0  # fmt: skip
+                 "--set", "eval_steps=4", "--set", "temporal_weight=0.5"]) == 0  # fmt: skip
+    teacher_log = (tmp_path / "teacher" / "metrics.jsonl").read_text().splitlines()
+    temporal = [json.loads(line)["temporal"] for line in teacher_log]  # logged beside the flow loss
+    assert temporal and min(temporal) >= 0.0 and max(temporal) > 0.0
     assert main(["ode", *out, "--max-steps", "3", "--set", "trajectories=4", "--set", "eval_prompts=2",
                  "--set", "eval_chunks=2", "--set", "causal_trajectories=true"]) == 0  # fmt: skip
     # every window the stream's opening: the first two chunks after their first latent frame
@@ -131,6 +134,12 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
     assert main(["ode", *out, "--max-steps", "5", "--resume", *ode]) == 0
     assert sorted((tmp_path / "ode" / "trajectories").glob("*.safetensors")) == shards
     assert _steps(tmp_path / "ode" / "metrics.jsonl")[-1] == 5
+    capsys.readouterr()
+    # loss curves: one PNG per stage that logged (the teacher's temporal term is 0 on image
+    # batches, which a log axis leaves out)
+    assert main(["plot", "--out", str(tmp_path), "--dest", str(tmp_path / "img")]) == 0
+    plots = {p.name for p in (tmp_path / "img").glob("*.png")}
+    assert plots >= {"train_teacher.png", "train_self_forcing.png"}
     capsys.readouterr()
     dest = tmp_path / "weights"
     assert main(["export", "--out", str(tmp_path), "--preset", "test", "--dest", str(dest)]) == 0

@@ -15,7 +15,15 @@ from engine.model.dit import CausalDiT
 from engine.sampler import FlowMatchSchedule
 from engine.train.clips import ClipConfig, sample_clip
 from engine.train.dmd import DMDSettings, dmd_direction
-from engine.train.flow import Guidance, euler_sample, flow_matching_loss, guided_flow
+from engine.train.flow import (
+    Guidance,
+    euler_sample,
+    flow_matching_error,
+    flow_matching_loss,
+    frame_mse,
+    guided_flow,
+    temporal_difference_loss,
+)
 from engine.train.models import training_preset
 from engine.train.stages.ode import ode_loss, teacher_trajectory
 from engine.train.stages.teacher import clean_prefixes
@@ -101,6 +109,44 @@ def test_teacher_stage_loss_decreases() -> None:
     text = _text(2)
     losses = _fit(lambda: flow_matching_loss(dit, x0, text, 5.0), dit.parameters(), 40, 3e-3)
     assert _decreased(losses, 0.7), losses
+
+
+def test_temporal_difference_loss_charges_what_changes_between_frames() -> None:
+    """An error repeated in every frame costs nothing; one that alternates costs 4x its square;
+    pairs with a clean frame (a prefix) and 1-frame clips (image batches) are not counted."""
+    torch.manual_seed(0)
+    e = torch.randn(1, 1, 2, 3, 3)
+    steady = e.expand(2, 4, 2, 3, 3)
+    alternating = torch.cat([e, -e, e, -e], dim=1).expand(2, 4, 2, 3, 3)
+    noisy = torch.ones(2, 4, dtype=torch.bool)
+    assert float(temporal_difference_loss(steady, noisy)) == 0.0
+    assert torch.allclose(temporal_difference_loss(alternating, noisy), 4 * frame_mse(alternating, noisy))
+    prefix = noisy.clone()
+    prefix[:, 0] = False  # frame 0 clean: its jump to frame 1 is not the model's
+    jump = steady.clone()
+    jump[:, 0] += 5.0
+    assert float(temporal_difference_loss(jump, prefix)) == 0.0
+    assert float(temporal_difference_loss(jump, noisy)) > 0.0
+    assert float(temporal_difference_loss(e.expand(3, 1, 2, 3, 3), torch.ones(3, 1, dtype=torch.bool))) == 0.0
+
+
+def test_teacher_temporal_term_decreases_with_the_flow_loss() -> None:
+    """The teacher's objective with the temporal-difference term (weight 1): both parts fall."""
+    torch.manual_seed(0)
+    dit = CausalDiT(CFG.dit)
+    x0 = torch.randn(2, 6, CFG.dit.in_dim, CFG.latent_height, CFG.latent_width)
+    text = _text(2)
+    parts: list[tuple[float, float]] = []
+
+    def loss() -> torch.Tensor:
+        err, noisy = flow_matching_error(dit, x0, text, 5.0)
+        flow, temporal = frame_mse(err, noisy), temporal_difference_loss(err, noisy)
+        parts.append((float(flow), float(temporal)))
+        return flow + temporal
+
+    _fit(loss, dit.parameters(), 40, 3e-3)
+    first, last = parts[0], parts[-1]
+    assert last[0] < 0.7 * first[0] and last[1] < 0.7 * first[1], (first, last)
 
 
 def test_teacher_clean_prefix_is_context_not_target() -> None:

@@ -24,7 +24,7 @@ from engine.model.dit import CausalDiT
 from engine.train.clips import ClipConfig
 from engine.train.config import RunConfig
 from engine.train.evaluate import eval_prompts, finish_stage, teacher_videos
-from engine.train.flow import flow_matching_loss
+from engine.train.flow import flow_matching_error, frame_mse, temporal_difference_loss
 from engine.train.latents import LatentDataset, load_or_encode
 from engine.train.models import init_file, load_dit, load_vae, run_text_encoder, stage_file, training_preset
 from engine.train.run import StageRun, clipped_step, save_safetensors
@@ -48,6 +48,9 @@ class TeacherStageConfig(RunConfig):
     image_fraction: float = 0.0
     # share of video clips trained with a clean prefix of 1..F-1 latent frames (see clean_prefixes)
     clean_prefix_fraction: float = 0.0
+    # weight of the temporal-difference term (engine.train.flow.temporal_difference_loss): the
+    # frame-to-frame change of the flow error, against objects that pulse between latent frames
+    temporal_weight: float = 0.0
     eval_prompts: int = 8
     eval_guidance: float = 4.0
     eval_motion_guidance: float = 0.0
@@ -133,10 +136,12 @@ def train(
         run.set_lr(opt, lr)
         prefix = clean_prefixes(x0.shape[0], x0.shape[1], cfg.clean_prefix_fraction, run.rng)
         with run.autocast():
-            loss = flow_matching_loss(teacher, x0, emb, cfg.timestep_shift, prefix)
-        clipped_step(opt, loss, teacher, cfg.grad_clip)
+            err, noisy = flow_matching_error(teacher, x0, emb, cfg.timestep_shift, prefix)
+        loss = frame_mse(err, noisy)
+        temporal = temporal_difference_loss(err, noisy)
+        clipped_step(opt, loss + cfg.temporal_weight * temporal, teacher, cfg.grad_clip)
         ema_update(ema, teacher, min(cfg.ema_decay, (1.0 + run.step) / (10.0 + run.step)))
-        run.record(loss=loss.item(), lr=lr)
+        run.record(loss=loss.item(), temporal=temporal.item(), lr=lr)
         run.maybe_save({"teacher": teacher, "ema": ema}, {"opt": opt})
     run.save({"teacher": teacher, "ema": ema}, {"opt": opt})
     save_safetensors(ema, run.dir / "teacher.safetensors")
