@@ -7,10 +7,10 @@ a latent frame (the 4 pixel frames decoded from one latent frame) and those acro
 frames. An object that jumps or pulses between latent frames shows large steps across them:
 the evaluator reads such a wobble as bouncing, and a pulse as growing or shrinking. `--run`
 adds a training run's teacher: its joint guided samples of its training clip length (all latent
-frames from noise together, 16 Euler steps, CFG 4), the distribution the student is distilled
-towards.
+frames from noise together, `--steps` Euler steps, one row per `--guidance` scale; 16 and
+CFG 4 by default), the distribution the student is distilled towards.
 
-    .venv/bin/python -m bench.latent_steps [--weights DIR ...] [--run RUN] [--seconds 2]
+    .venv/bin/python -m bench.latent_steps [--weights DIR ...] [--run RUN [--guidance 1 4]] [--seconds 2]
 
 Numbers in docs/BENCHMARKS.md, "Motion diagnosis".
 """
@@ -91,7 +91,9 @@ def world_round_trip(gen: Generator, prompts: list[EvalPrompt], frames: int, see
 
 
 @torch.no_grad()
-def teacher_samples(run: Path, prompts: list[EvalPrompt], seed: int) -> list[np.ndarray]:
+def teacher_samples(
+    run: Path, prompts: list[EvalPrompt], seed: int, guidance: float = 4.0, steps: int = 16
+) -> list[np.ndarray]:
     config = training_preset("tiny")
     latent_frames = json.loads((run / "teacher" / "config.json").read_text())["clip_latent_frames"]
     teacher = load_dit(config, stage_file(run, "teacher", "teacher.safetensors")).eval()
@@ -101,9 +103,9 @@ def teacher_samples(run: Path, prompts: list[EvalPrompt], seed: int) -> list[np.
     shape = (1, latent_frames, config.dit.in_dim, config.latent_height, config.latent_width)
     out = []
     for p in prompts:
-        guide = Guidance.of(teacher, text.encode([p.text]), 4.0)
+        guide = Guidance.of(teacher, text.encode([p.text]), guidance)
         x0, _ = euler_sample(
-            teacher, torch.randn(shape, generator=g), guide, steps=16, shift=config.sampler.shift
+            teacher, torch.randn(shape, generator=g), guide, steps=steps, shift=config.sampler.shift
         )
         out.append(from_model_output(vae.decode(x0.transpose(1, 2))[0]))
     return out
@@ -120,6 +122,14 @@ def main(argv: list[str] | None = None) -> int:
         help="checkpoint file or directory (repeat; default: shipped)",
     )
     parser.add_argument("--run", type=Path, default=None, help="also sample this run's teacher")
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        nargs="+",
+        default=[4.0],
+        help="the teacher's classifier-free guidance scales (one row each)",
+    )
+    parser.add_argument("--steps", type=int, default=16, help="the teacher's Euler steps")
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds per clip")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -137,9 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             rows["world via VAE"] = summarise(world, stride)
         clips = [generate_clip(gen, p.text, frames, args.seed + i) for i, p in enumerate(prompts)]
         rows[str(weights or "shipped")] = summarise(clips, stride)
-    if args.run:
-        clips = teacher_samples(args.run, prompts, args.seed)
-        rows[f"teacher {args.run}"] = summarise(clips, stride)
+    for scale in args.guidance if args.run else []:
+        clips = teacher_samples(args.run, prompts, args.seed, scale, args.steps)
+        rows[f"teacher {args.run} cfg {scale:g}"] = summarise(clips, stride)
     print(f"{len(prompts)} held-out prompts, one object on plain black; steps between consecutive frames")
     print(
         f"{'source':>28} {'clips':>5} | step px inside / across a latent frame | |dlog area| inside / across"
