@@ -6,9 +6,11 @@ prompt fidelity, each attribute's accuracy and the speed along the prompted dire
 world moves at 0.12-0.18 frame widths/s). A student that only loses the first chunk is slow in
 the window at 0 and at the world's speed in the later ones; one that is slow everywhere has not
 learned to continue either. The held-out scenes are seed 0's whatever `--seed` (which draws
-the noise only), so seeds compare the same prompts.
+the noise only), so seeds compare the same prompts. The window at 0 s is always scored.
+`--cache FRAMES SINK` streams with another rolling KV cache than the preset's (latent frames in
+all, sink frames among them), for weights trained with one cache and sampled with another.
 
-    .venv/bin/python -m bench.motion_windows [--weights DIR] [--starts 0 0.75 1.5 3] [--seed S]
+    .venv/bin/python -m bench.motion_windows [--weights DIR] [--starts 0.75 1.5 3] [--seed S] [--cache 6 0]
 
 Numbers in docs/BENCHMARKS.md, "Motion diagnosis" and "Tiny model: prompt fidelity and drift".
 """
@@ -19,16 +21,18 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
+from bench.cli_args import cache_overrides, parse_stream_args
 from engine.eval.fidelity import ATTRIBUTES
 from engine.eval.model_eval import evaluate_prompts, heldout_prompts
 from engine.generator import Generator
 
 
-def windows(weights: Path | None, starts: list[float], window: float, seed: int) -> list[dict]:
-    gen = Generator.from_preset("tiny", weights=weights)
-    report = evaluate_prompts(gen, heldout_prompts(), window, seed, later=starts)
+def windows(
+    weights: Path | None, starts: list[float], window: float, seed: int, cache: list[int] | None = None
+) -> list[dict]:
+    gen = Generator.from_preset("tiny", weights=weights, overrides=cache_overrides(cache))
+    later = [s for s in starts if s > 0]
+    report = evaluate_prompts(gen, heldout_prompts(), window, seed, later=later)
     return [
         {
             "start_s": w["start_s"],
@@ -38,7 +42,7 @@ def windows(weights: Path | None, starts: list[float], window: float, seed: int)
             "along_median": w["speed_along_prompt"]["median"],
             "objects": w["speed_along_prompt"]["objects"],
         }
-        for w in report["later"]
+        for w in [{"start_s": 0.0, **report}, *report["later"]]
     ]
 
 
@@ -47,14 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.motion_windows", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--weights", type=Path, default=None, help="weights directory (default: shipped)")
-    parser.add_argument("--starts", type=float, nargs="+", default=[0.0, 0.75, 1.5, 3.0])
+    parser.add_argument("--starts", type=float, nargs="+", default=[0.75, 1.5, 3.0], help="later windows")
     parser.add_argument("--window", type=float, default=2.0, help="seconds per scored window")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (the scenes stay seed 0's)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    rows = windows(args.weights, args.starts, args.window, args.seed)
+    args = parse_stream_args(parser, argv)
+    rows = windows(args.weights, args.starts, args.window, args.seed, args.cache)
     names = " ".join(f"{name:>6}" for name in ATTRIBUTES)
     print(f"{'window':>11} {'fidelity':>8} {names} {'along':>7} {'median':>7} {'objs':>4}")
     for r in rows:

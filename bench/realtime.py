@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from bench.cli_args import add_cache_arg, cache_overrides
 from engine.generator import Generator
 
 PROMPTS = (
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--weights", default=None)
+    add_cache_arg(parser)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--chunks", type=int, default=16, help="steady-state chunks timed per run")
     parser.add_argument("--threads", type=int, default=2)
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    gen = Generator.from_preset(args.preset, weights=args.weights)
+    gen = Generator.from_preset(args.preset, weights=args.weights, overrides=cache_overrides(args.cache))
     one_run(gen, PROMPTS[0], 0, 2, args.encode)  # warm-up (allocator, kernels)
     runs = []
     for i in range(args.runs):

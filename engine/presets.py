@@ -4,7 +4,8 @@
   with a 3-frame sink, UMT5 prompts. Load real weights with `Generator.from_checkpoint`.
 - `tiny`: the shipped CPU model (128x128, 16 fps; see docs/models.md). Its weights live in
   engine/weights/; without them it runs with seeded random weights. Patch 1x4x4 (16 tokens per
-  latent frame), the grounded prompt encoder, sampler shift 2.
+  latent frame), the grounded prompt encoder, sampler shift 2, a rolling 6-frame window without
+  a sink.
 - `test`: a micro model for unit tests (32x32 pixels, 2 layers).
 """
 
@@ -40,7 +41,11 @@ TINY = GeneratorConfig(
         num_heads=3,
         num_layers=6,
     ),
-    cache=CacheConfig(mode="rolling", max_frames=12, sink_frames=3, rope_positions="window"),
+    # the teacher's clip length: the previous chunk and the current one, no sink, so every
+    # attention distance is one the teacher and the ode stage trained at (docs/models.md,
+    # "The cache as long as the teacher's clip"); 12 frames with a 3-frame sink lost 4 points
+    # after the first 2 s. Window positions only matter with a sink (`--cache F S` of the benches)
+    cache=CacheConfig(mode="rolling", max_frames=6, sink_frames=0, rope_positions="window"),
     # the Self Forcing steps (1000/750/500/250) warped with shift 2, not Wan's 5: the flow-matching
     # shift grows with the number of latent values per frame (SD3), and 16x16x8 is 200x fewer
     sampler=SamplerConfig(shift=2.0),

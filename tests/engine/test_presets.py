@@ -71,3 +71,21 @@ def test_every_preset_builds_and_is_consistent() -> None:
         assert cfg.width % 16 == 0 and cfg.height % 16 == 0, name
         if name != "wan-1.3b":
             CausalDiT(cfg.dit)
+
+
+def test_tiny_cache_spans_the_teacher_clip() -> None:
+    """The tiny student attends only as far back as its teacher's training clips reach: the
+    rolling cache holds `clip_latent_frames` frames with no sink, so every query-key distance
+    (and so every relative RoPE rotation) is one the teacher and the ode stage trained at. With
+    12 frames and a 3-frame sink the stream lost 4 points of fidelity after its first 2 s
+    (docs/models.md)."""
+    from engine.train.config import default_config_path, load_config
+    from engine.train.stages.teacher import TeacherStageConfig
+
+    teacher = load_config(TeacherStageConfig, default_config_path("teacher"))
+    cache = get_preset("tiny").cache
+    assert cache.mode == "rolling" and cache.sink_frames == 0
+    assert cache.max_frames == teacher.clip_latent_frames
+    assert cache.max_frames % get_preset("tiny").sampler.frames_per_chunk == 0
+    # window positions: a bench's `--cache 12 3` is then exactly the earlier releases' cache
+    assert cache.rope_positions == "window"

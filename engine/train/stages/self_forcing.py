@@ -2,10 +2,10 @@
 
 Each iteration:
 1. The student rolls out `n` chunks (n uniform in [min_chunks, max_chunks]) for a batch of
-   training captions through the preset's own KV cache -- rolling window with sink and window
-   RoPE positions, so rollouts longer than the cache (12 latent frames = 4 chunks for `tiny`)
-   evict chunks during training exactly as a long stream does, and the sink is seen at growing
-   distances from the window. Context chunks are denoised with all steps (their clean K/V
+   training captions through the preset's own KV cache (for `tiny` a rolling 6-frame window:
+   the previous chunk and the current one), so rollouts longer than the cache evict chunks
+   during training exactly as a long stream does (and a sink, where the preset has one, is seen
+   at growing distances from the window). Context chunks are denoised with all steps (their clean K/V
    written by the timestep-0 refresh, as at inference); each of the last `window_chunks` chunks
    stops at a random denoising step whose x0 prediction is its output, and only that pass keeps
    a graph (gradients through the last denoising step only; all other passes under no_grad).
