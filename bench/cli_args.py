@@ -11,7 +11,13 @@ from typing import Any
 import torch
 
 
-def add_cache_arg(parser: argparse.ArgumentParser) -> None:
+def cache_overrides(cache: list[int] | None) -> dict[str, Any] | None:
+    """`Generator.from_preset(overrides=...)` for a `--cache` value (None: the preset's cache)."""
+    return {"cache": {"max_frames": cache[0], "sink_frames": cache[1]}} if cache else None
+
+
+def parse_stream_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Add `--cache`, `--threads` and `--json`, parse `argv` and set torch's thread count."""
     parser.add_argument(
         "--cache",
         type=int,
@@ -20,16 +26,6 @@ def add_cache_arg(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="rolling KV cache: latent frames in all, sink frames among them (default: the preset's)",
     )
-
-
-def cache_overrides(cache: list[int] | None) -> dict[str, Any] | None:
-    """`Generator.from_preset(overrides=...)` for a `--cache` value (None: the preset's cache)."""
-    return {"cache": {"max_frames": cache[0], "sink_frames": cache[1]}} if cache else None
-
-
-def parse_stream_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """Add `--cache`, `--threads` and `--json`, parse `argv` and set torch's thread count."""
-    add_cache_arg(parser)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
     args = parser.parse_args(argv)

@@ -23,23 +23,16 @@ from typing import Any
 import numpy as np
 
 from bench.cli_args import cache_overrides, parse_stream_args
-from engine.eval.drift import drift_report
 from engine.eval.fidelity import ATTRIBUTES
-from engine.eval.model_eval import heldout_prompts, stream_frames
+from engine.eval.model_eval import evaluate_drift, heldout_prompts
 from engine.generator import Generator
 
 
 def spread(items: list[Any], n: int) -> list[Any]:
-    """`n` items evenly spaced over `items` (all of them when there are no more than `n`)."""
+    """`n` items evenly spaced over `items`, first and last included (all of them if fewer)."""
     if n >= len(items):
         return items
-    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)] if n > 1 else items[:1]
-
-
-def stream_report(gen: Generator, prompt: str, minutes: float, seed: int) -> dict[str, Any]:
-    """The drift report of one `minutes`-long session on `prompt`, with each window kept."""
-    total = round(minutes * 60 * gen.config.fps)
-    return drift_report(stream_frames(gen, prompt, total, seed, None), prompt, fps=gen.config.fps)
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
 
 
 def per_minute(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -79,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     prompts = args.prompt or [p.text for p in spread(heldout_prompts(), args.prompts)]
     reports = []
     for i, prompt in enumerate(prompts):
-        reports.append(stream_report(gen, prompt, args.minutes, args.seed + i))
+        reports.append(evaluate_drift(gen, prompt, args.minutes, args.seed + i, keep_windows=True))
         print(f"[{i + 1}/{len(prompts)}] {prompt}", flush=True)
     rows = per_minute(reports)
     print(f"\n{len(prompts)} prompts x {args.minutes:g} min; means over prompts per minute")

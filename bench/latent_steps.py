@@ -79,13 +79,17 @@ def single_objects_on_black(prompts: list[EvalPrompt]) -> list[EvalPrompt]:
 
 
 @torch.no_grad()
-def world_round_trip(gen: Generator, prompts: list[EvalPrompt], frames: int, seed: int) -> list[np.ndarray]:
+def world_round_trip(
+    gen: Generator, prompts: list[EvalPrompt], frames: int, seed: int, clip: bool = True
+) -> list[np.ndarray]:
+    """The world's scene of each prompt (`clip`: by the training clips' placement rules), through
+    the VAE (encode, decode): uint8 [frames, H, W, 3] each."""
     rng = np.random.default_rng(seed)
     render = RenderConfig(num_frames=frames, fps=gen.config.fps)
     vae = gen.vae.float()
     out = []
     for p in prompts:
-        z = encode_world_clip(vae, p.spec, rng, render, clip=True)
+        z = encode_world_clip(vae, p.spec, rng, render, clip=clip)
         out.append(from_model_output(vae.decode(z)[0]))
     return out
 

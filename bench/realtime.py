@@ -16,12 +16,9 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
-import torch
-
-from bench.cli_args import add_cache_arg, cache_overrides
+from bench.cli_args import cache_overrides, parse_stream_args
 from engine.generator import Generator
 
 PROMPTS = (
@@ -75,14 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--weights", default=None)
-    add_cache_arg(parser)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--chunks", type=int, default=16, help="steady-state chunks timed per run")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--encode", action="store_true", help="include H.264 fMP4 encoding")
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_stream_args(parser, argv)
     gen = Generator.from_preset(args.preset, weights=args.weights, overrides=cache_overrides(args.cache))
     one_run(gen, PROMPTS[0], 0, 2, args.encode)  # warm-up (allocator, kernels)
     runs = []
@@ -110,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         f" + decode {med['decode_s'] * 1e3:.1f} (+ encode), {med['frames_per_chunk']:.0f} frames"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps({"preset": args.preset, "median": med, "runs": runs}, indent=2))
+        args.json.write_text(json.dumps({"preset": args.preset, "median": med, "runs": runs}, indent=2))
     return 0
 
 

@@ -20,9 +20,8 @@ import argparse
 import numpy as np
 import torch
 
-from bench.world_clips import encode_world_clip
+from bench.latent_steps import world_round_trip
 from engine.data.render import RenderConfig, make_scene, render_scene
-from engine.data.tensors import from_model_output
 from engine.eval.fidelity import ATTRIBUTES
 from engine.eval.model_eval import heldout_prompts
 from engine.eval.report import evaluate_videos
@@ -34,16 +33,13 @@ WINDOW_S = 2.0
 def world_streams(seconds: float, clip: bool, vae: bool, seed: int = 0) -> tuple[list[np.ndarray], float]:
     """One stream per held-out prompt (uint8 [T, H, W, 3]) and the frame rate."""
     gen = Generator.from_preset("tiny")
-    render = RenderConfig(num_frames=round(seconds * gen.config.fps), fps=gen.config.fps)
+    frames = round(seconds * gen.config.fps)
+    prompts = heldout_prompts()
+    if vae:
+        return world_round_trip(gen, prompts, frames, seed, clip=clip), gen.config.fps
+    render = RenderConfig(num_frames=frames, fps=gen.config.fps)
     rng = np.random.default_rng(seed)
-    streams = []
-    for p in heldout_prompts():
-        if vae:
-            z = encode_world_clip(gen.vae.float(), p.spec, rng, render, clip=clip)
-            streams.append(from_model_output(gen.vae.float().decode(z)[0]))
-        else:
-            streams.append(render_scene(make_scene(p.spec, rng, render, clip=clip), render))
-    return streams, render.fps
+    return [render_scene(make_scene(p.spec, rng, render, clip=clip), render) for p in prompts], render.fps
 
 
 @torch.no_grad()

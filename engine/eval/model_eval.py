@@ -114,8 +114,15 @@ def stream_frames(
 
 
 def evaluate_drift(
-    gen: Generator, prompt: str, minutes: float, seed: int = 0, progress: Progress | None = None
+    gen: Generator,
+    prompt: str,
+    minutes: float,
+    seed: int = 0,
+    progress: Progress | None = None,
+    keep_windows: bool = False,
 ) -> dict[str, Any]:
+    """The drift report of one `minutes`-long session on `prompt`; its per-window records only
+    with `keep_windows` (a 10-minute stream has 60)."""
     fps = gen.config.fps
     total = round(minutes * 60 * fps)
     t0 = time.perf_counter()
@@ -124,5 +131,6 @@ def evaluate_drift(
     buckets = [b for b in report["buckets"] if b["fidelity"] is not None]
     if len(buckets) >= 2 and buckets[0]["fidelity"]:
         report["summary"]["last_over_first"] = buckets[-1]["fidelity"] / buckets[0]["fidelity"]
-    report.pop("windows")
+    if not keep_windows:
+        report.pop("windows")
     return report
