@@ -76,16 +76,20 @@ def test_every_preset_builds_and_is_consistent() -> None:
 def test_tiny_cache_spans_the_teacher_clip() -> None:
     """The tiny student attends only as far back as its teacher's training clips reach: the
     rolling cache holds `clip_latent_frames` frames with no sink, so every query-key distance
-    (and so every relative RoPE rotation) is one the teacher and the ode stage trained at. With
-    12 frames and a 3-frame sink the stream lost 4 points of fidelity after its first 2 s
+    (and so every relative RoPE rotation) is one the teacher and the ode stage trained at, and
+    the self-forcing stage scores windows of that length (the teacher's joint distribution).
+    With 12 frames and a 3-frame sink the stream lost 4 points of fidelity after its first 2 s
     (docs/models.md)."""
     from engine.train.config import default_config_path, load_config
+    from engine.train.stages.self_forcing import SelfForcingStageConfig
     from engine.train.stages.teacher import TeacherStageConfig
 
     teacher = load_config(TeacherStageConfig, default_config_path("teacher"))
-    cache = get_preset("tiny").cache
+    student = load_config(SelfForcingStageConfig, default_config_path("self-forcing"))
+    tiny = get_preset("tiny")
+    cache = tiny.cache
     assert cache.mode == "rolling" and cache.sink_frames == 0
     assert cache.max_frames == teacher.clip_latent_frames
-    assert cache.max_frames % get_preset("tiny").sampler.frames_per_chunk == 0
+    assert cache.max_frames == student.window_chunks * tiny.sampler.frames_per_chunk
     # window positions: a bench's `--cache 12 3` is then exactly the earlier releases' cache
     assert cache.rope_positions == "window"
