@@ -94,6 +94,26 @@ def test_any_split_equals_whole_decode(split: tuple[int, ...], decoder: str) -> 
     assert relative_error(alone, whole[:, :, 12:]) > 1e-3
 
 
+def test_decoder_layouts_agree() -> None:
+    """The per-pixel-frame body runs channels-last (the CPU's faster convolutions) by default;
+    NCHW gives the same stream to float rounding."""
+    vae = random_tiny_vae(5)
+    torch.manual_seed(6)
+    clip = torch.randn(1, 4, 6, 4, 4)
+    layouts: list[bool] = []
+    vae.decoder.body.register_forward_pre_hook(
+        lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    streams = {}
+    for fmt in (torch.channels_last, torch.contiguous_format):
+        vae.decoder.memory_format = fmt
+        decoder = StreamingDecoder(vae, clamp=False, frames_per_pass=None)
+        streams[fmt] = torch.cat([decoder.decode(clip[:, :, :3]), decoder.decode(clip[:, :, 3:])], dim=2)
+    assert layouts == [True, True, False, False]
+    assert relative_error(streams[torch.channels_last], streams[torch.contiguous_format]) < 1e-5
+    assert TinyVAE(SMALL).decoder.memory_format == torch.channels_last
+
+
 def test_snapshot_round_trip_continues_identically() -> None:
     vae = random_tiny_vae(3)
     torch.manual_seed(4)
