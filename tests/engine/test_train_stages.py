@@ -141,7 +141,7 @@ def test_teacher_temporal_term_decreases_with_the_flow_loss() -> None:
     def loss() -> torch.Tensor:
         err, noisy = flow_matching_error(dit, x0, text, 5.0)
         flow, temporal = frame_mse(err, noisy), temporal_difference_loss(err, noisy)
-        parts.append((float(flow), float(temporal)))
+        parts.append((flow.item(), temporal.item()))
         return flow + temporal
 
     _fit(loss, dit.parameters(), 40, 3e-3)
