@@ -5,7 +5,7 @@ both layouts see the same machine state. Also checks that both decode a chunk al
 
     .venv/bin/python -m bench.decoder_layout [--rounds 5] [--chunks 16] [--encode] [--json out.json]
 
-Numbers in docs/BENCHMARKS.md, "Real time on the CPU".
+Numbers in docs/BENCHMARKS.md, "Tiny model: real time on 2 CPU cores".
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last
 def layout_error(gen: Generator) -> float:
     """Relative difference of one random latent chunk decoded in the two layouts."""
     cfg = gen.config
-    z = torch.randn(1, cfg.vae.z_dim, cfg.sampler.frames_per_chunk, cfg.height // 8, cfg.width // 8)
+    stride = gen.vae.config.spatial_stride
+    z = torch.randn(1, cfg.vae.z_dim, cfg.sampler.frames_per_chunk, cfg.height // stride, cfg.width // stride)
     out = {}
     for name, fmt in LAYOUTS.items():
         gen.vae.decoder.memory_format = fmt

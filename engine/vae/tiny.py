@@ -240,7 +240,7 @@ class TinyDecoder(nn.Module):
         self.conv_out = nn.Conv2d(w[-1], 3 * 4, 3, padding=1)  # RGB as 2x2 sub-pixels
         self.cache_slots = name_cache_slots(self)
         # Layout of the per-pixel-frame activations, the decoder's bulk: channels-last (NHWC)
-        # lets the CPU's convolutions run 1.4-1.6x faster than the default NCHW, with the same
+        # lets the CPU's convolutions run 1.4-1.7x faster than the default NCHW, with the same
         # values to float rounding (`bench/decoder_layout.py`, test_decoder_layouts_agree).
         self.memory_format = torch.channels_last
 
