@@ -2,11 +2,12 @@
 past, or also in the chunks that continue its own past through the KV cache? Streams every
 held-out prompt through a real session (the shipped sampler, rolling cache) and scores the
 2-second windows of the stream that start at `--starts` seconds (`rollcast eval --later`):
-prompt fidelity, each attribute's accuracy and the speed along the prompted direction (the
-world moves at 0.12-0.18 frame widths/s). A student that only loses the first chunk is slow in
-the window at 0 and at the world's speed in the later ones; one that is slow everywhere has not
-learned to continue either. The held-out scenes are seed 0's whatever `--seed` (which draws
-the noise only), so seeds compare the same prompts. The window at 0 s is always scored.
+prompt fidelity, each attribute's accuracy, the speed along the prompted direction (the
+world moves at 0.12-0.18 frame widths/s) and the share of objects the frame border cuts in
+most of the window ("border"; none in the world's training clips). A student that only loses
+the first chunk is slow in the window at 0 and at the world's speed in the later ones; one that
+is slow everywhere has not learned to continue either. The held-out scenes are seed 0's whatever
+`--seed` (which draws the noise only), so seeds compare the same prompts. The window at 0 s is always scored.
 `--cache FRAMES SINK` streams with another rolling KV cache than the preset's (latent frames in
 all, sink frames among them), for weights trained with one cache and sampled with another.
 
@@ -41,6 +42,7 @@ def windows(
             "along_mean": w["speed_along_prompt"]["mean"],
             "along_median": w["speed_along_prompt"]["median"],
             "objects": w["speed_along_prompt"]["objects"],
+            "at_border": w["at_border"],
         }
         for w in [{"start_s": 0.0, **report}, *report["later"]]
     ]
@@ -57,13 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_stream_args(parser, argv)
     rows = windows(args.weights, args.starts, args.window, args.seed, args.cache)
     names = " ".join(f"{name:>6}" for name in ATTRIBUTES)
-    print(f"{'window':>11} {'fidelity':>8} {names} {'along':>7} {'median':>7} {'objs':>4}")
+    print(f"{'window':>11} {'fidelity':>8} {names} {'along':>7} {'median':>7} {'objs':>4} {'border':>6}")
     for r in rows:
         span = f"{r['start_s']:.2f}-{r['start_s'] + args.window:.2f}s"
         values = " ".join(f"{r[name]:>6.1%}" for name in ATTRIBUTES)
+        border = "-" if r["at_border"] is None else f"{r['at_border']:.1%}"
         print(
             f"{span:>11} {r['fidelity']:>8.1%} {values} "
-            f"{r['along_mean']:>+7.3f} {r['along_median']:>+7.3f} {r['objects']:>4}"
+            f"{r['along_mean']:>+7.3f} {r['along_median']:>+7.3f} {r['objects']:>4} {border:>6}"
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

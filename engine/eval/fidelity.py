@@ -64,11 +64,14 @@ class FidelityResult:
 
 
 def _agree(exp: ObjectSpec, det: DetectedObject | None) -> dict[str, bool]:
+    """Attribute -> right, for the attributes the prompt names and the pixels show (a size the
+    frame border hides is not scored; a missing object is wrong in all of them)."""
     out = {}
     for a in OBJECT_ATTRIBUTES:
         want = getattr(exp, a)
-        if want is not None:
-            out[a] = det is not None and getattr(det, a) == want
+        got = None if det is None else getattr(det, a)
+        if want is not None and (det is None or got is not None):
+            out[a] = got == want
     return out
 
 

@@ -44,6 +44,11 @@ def run_model_eval(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
                 f"(mean; median {along['median']:+.3f}) over {along['objects']} objects; the world's "
                 f"are {LINEAR_SPEED[0]:g}-{LINEAR_SPEED[1]:g}"
             )
+        if rep["at_border"] is not None:
+            print(
+                f"objects cut by the frame border in most of their frames: {100 * rep['at_border']:.1f}% "
+                "(the world's training clips: none)"
+            )
         if rep["later"]:
             print(f"\nLater in the same sessions ({args.seconds:g} s windows):")
             rows = {f"at {w['start_s']:g} s": {**w, "clips": rep["n"]} for w in rep["later"]}

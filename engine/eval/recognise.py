@@ -15,12 +15,13 @@ Pipeline: label pixels with the mixing model (``segment.py``) -> connected compo
 
 "Clean" frames are those where the object is fully inside the frame and no other object's pixels
 come within 2 px of it (no occlusion possible). Shape and size use clean frames; with fewer than
-3, they use the frames inside the frame whose masks fit a template best (the intact ones) and the
-upper quartile of the area. The motion track follows the centre of the object's box (from its
-free side and unclipped extent while the frame border clips it) in every frame where the object
-is not touching another one or is *intact* (its area matches the clean-frame area interpolated
-in time: it is the one drawn on top), so an occluder dragging the visible part of an object
-around cannot fake a bounce.
+3 (a stream's object crossing the border), templates anchored on the free sides of its box in
+the unoccluded frames (``clipped.py``); occluded throughout, the frames inside the frame whose
+masks fit a template best (the intact ones) and the upper quartile of the area. The motion track
+follows the centre of the object's box (from its free side and unclipped extent while the frame
+border clips it) in every frame where the object is not touching another one or is *intact* (its
+area matches the clean-frame area interpolated in time: it is the one drawn on top), so an
+occluder dragging the visible part of an object around cannot fake a bounce.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 from engine.data.shapes import bounding_radius, signed_distance
 from engine.data.vocab import BACKGROUND_COLOURS, COLOUR_NAMES, SHAPES, SIZES
 
+from .clipped import clipped_shape_and_size
 from .motion import MotionConfig, MotionEstimate, classify_motion
 from .segment import Labels, SegmentConfig, clean_labels, connected_components, label_pixels
 from .track import Track, build_tracks, inside_frame, touching_others
@@ -56,30 +58,32 @@ class RecogniseConfig:
 class DetectedObject:
     colour: str
     shape: str
-    size: str
+    size: str | None  # None: the frame border hides how large it is (clipped.py)
     motion: str
-    size_frac: float  # median equal-area radius / min(H, W)
+    size_frac: float  # median equal-area radius / min(H, W); NaN when the size is not read
     velocity: tuple[float, float]  # units/s
     growth_rate: float  # d log r / dt
     mean_rgb: tuple[float, float, float]
     shape_scores: dict[str, float]
     presence: float  # share of frames where visible
     n_clean: int
+    inside: float  # share of the frames where it is visible that show it whole (off the border)
     track: Track | None = field(default=None, repr=False, compare=False)
 
-    def attributes(self) -> dict[str, str]:
+    def attributes(self) -> dict[str, str | None]:
         return {"colour": self.colour, "shape": self.shape, "size": self.size, "motion": self.motion}
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.attributes(),
-            "size_frac": round(self.size_frac, 4),
+            "size_frac": round(self.size_frac, 4) if math.isfinite(self.size_frac) else None,
             "velocity": [round(v, 4) for v in self.velocity],
             "growth_rate": round(self.growth_rate, 4),
             "mean_rgb": [round(c, 1) for c in self.mean_rgb],
             "shape_scores": {k: round(v, 3) for k, v in self.shape_scores.items()},
             "presence": round(self.presence, 3),
             "n_clean": self.n_clean,
+            "inside": round(self.inside, 3),
         }
 
 
@@ -113,6 +117,19 @@ def shape_scores_at(track: Track, t: int) -> dict[str, float]:
         union = np.count_nonzero(mask | tpl)
         out[s] = inter / union if union else 0.0
     return out
+
+
+def _clipped_fit(
+    track: Track, unoccluded: np.ndarray, width: int, height: int, n: int
+) -> tuple[dict[str, float], float | None] | None:
+    """Shape scores and radius (px; None when the border hides it) from the ``n`` unoccluded
+    frames where the most of the object shows, fitted with the frame border taken into account;
+    None without such frames."""
+    idx = np.nonzero(unoccluded)[0]
+    if idx.size == 0:
+        return None
+    largest = idx[np.argsort(-track.area[idx], kind="stable")[:n]]
+    return clipped_shape_and_size(track, np.sort(largest), width, height)
 
 
 def _pick_frames(ok: np.ndarray, n: int) -> np.ndarray:
@@ -202,9 +219,16 @@ def recognise_tracks(
             size_ok, shape_ts = clean, _pick_frames(clean, cfg.shape_frames)
             per_frame = [shape_scores_at(tr, int(t)) for t in shape_ts]
             size_frac = float(np.nanmedian(radius[clean])) / unit
+        elif (clipped := _clipped_fit(tr, tr.present & ~touch, w, h, cfg.shape_frames)) is not None:
+            # Whole in fewer than 3 frames, mostly because the frame border cuts it (a stream's
+            # object crossing it): templates anchored on the box's free sides (clipped.py).
+            size_ok = inside if inside.any() else tr.present
+            shape_ts = _pick_frames(tr.present & ~touch, cfg.shape_frames)
+            per_frame = [clipped[0]]
+            size_frac = clipped[1] / unit if clipped[1] is not None else math.nan
         else:
-            # Occluded or at the border throughout: trust the frames where the mask fits some
-            # template best (the intact ones) and the larger areas.
+            # Occluded throughout: trust the frames where the mask fits some template best (the
+            # intact ones) and the larger areas.
             size_ok = inside if inside.any() else tr.present
             shape_ts = _pick_frames(size_ok, 2 * cfg.shape_frames)
             per_frame = [shape_scores_at(tr, int(t)) for t in shape_ts]
@@ -223,7 +247,7 @@ def recognise_tracks(
             DetectedObject(
                 colour=COLOUR_NAMES[tr.colour_index],
                 shape=shape,
-                size=size_class(size_frac),
+                size=size_class(size_frac) if math.isfinite(size_frac) else None,
                 motion=est.motion,
                 size_frac=size_frac,
                 velocity=est.velocity,
@@ -232,6 +256,7 @@ def recognise_tracks(
                 shape_scores=scores,
                 presence=float(tr.present.mean()),
                 n_clean=int(clean.sum()),
+                inside=float(inside.sum() / max(1, tr.present.sum())),
                 track=tr,
             )
         )

@@ -27,8 +27,10 @@ def evaluate_videos(
     """Score (frames uint8 [T, H, W, 3], caption) pairs.
 
     Returns ``{"n", "accuracy" (per attribute, object-level), "overall" (mean per-clip overall),
-    "all_correct" (share of clips with every attribute right), "quality" (means), "alarm_rate",
-    "videos" (per clip: caption, per_attribute, overall, detected, quality), "errors"}``.
+    "all_correct" (share of clips with every attribute right), "at_border" (share of the
+    detected objects that the frame border cuts in most of the frames where they show: the
+    world's training clips have none), "quality" (means), "alarm_rate", "videos" (per clip:
+    caption, per_attribute, overall, detected, quality), "errors"}``.
     """
     tally = FidelityTally()
     videos: list[dict[str, Any]] = []
@@ -62,6 +64,7 @@ def evaluate_videos(
         vals = [v["quality"][k] for v in videos if v["quality"][k] is not None]
         quality[k] = float(np.mean(vals)) if vals else None
     alarm_keys = videos[0]["quality"]["alarms"] if videos else {}
+    inside = [o["inside"] for v in videos for o in v["detected"]]
     return {
         "n": len(videos),
         "accuracy": summary["accuracy"],
@@ -69,6 +72,7 @@ def evaluate_videos(
         "overall": summary["overall"],
         "all_correct": summary["all_correct"],
         "speed_along_prompt": summary["speed_along_prompt"],
+        "at_border": float(np.mean([f < 0.5 for f in inside])) if inside else None,
         "quality": quality,
         "alarm_rate": {k: float(np.mean([v["quality"]["alarms"][k] for v in videos])) for k in alarm_keys},
         "videos": videos,
