@@ -29,6 +29,8 @@ from .track import Track
 RADIUS_FRACS = np.geomspace(0.5 * min(SIZES.values()), 1.5 * max(SIZES.values()), 25)
 SIZE_STEP = 1.25  # half a size class (on a log scale): the boundary between neighbouring classes
 IOU_TOLERANCE = 0.02
+# The widest any candidate template reaches from its anchored side, as a fraction of min(H, W).
+SPAN_FRAC = max(max(e[0] + e[2], e[1] + e[3]) for e in EXTENTS.values()) * float(RADIUS_FRACS[-1])
 
 
 class Fit(NamedTuple):
@@ -73,7 +75,7 @@ def fit_clipped(track: Track, t: int, width: int, height: int) -> dict[str, Fit]
     if (cut_l and cut_r) or (cut_t and cut_b):
         return None
     unit = float(min(width, height))
-    span = math.ceil(max(max(e[0] + e[2], e[1] + e[3]) for e in EXTENTS.values()) * RADIUS_FRACS[-1] * unit)
+    span = math.ceil(SPAN_FRAC * unit)
     # Window: every candidate template's part inside the frame (a template extends from the
     # anchored side by at most `span`).
     wx0, wx1 = _window(x0, x1, cut_l, cut_r, span, width)

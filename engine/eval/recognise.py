@@ -214,16 +214,17 @@ def recognise_tracks(
         touch = touching_others(tracks, i, labels.label)
         inside = inside_frame(tr, w, h)
         clean = inside & ~touch
+        unoccluded = tr.present & ~touch
         radius = np.sqrt(tr.area / math.pi)
         if clean.sum() >= 3:
             size_ok, shape_ts = clean, _pick_frames(clean, cfg.shape_frames)
             per_frame = [shape_scores_at(tr, int(t)) for t in shape_ts]
             size_frac = float(np.nanmedian(radius[clean])) / unit
-        elif (clipped := _clipped_fit(tr, tr.present & ~touch, w, h, cfg.shape_frames)) is not None:
+        elif (clipped := _clipped_fit(tr, unoccluded, w, h, cfg.shape_frames)) is not None:
             # Whole in fewer than 3 frames, mostly because the frame border cuts it (a stream's
             # object crossing it): templates anchored on the box's free sides (clipped.py).
             size_ok = inside if inside.any() else tr.present
-            shape_ts = _pick_frames(tr.present & ~touch, cfg.shape_frames)
+            shape_ts = _pick_frames(unoccluded, cfg.shape_frames)
             per_frame = [clipped[0]]
             size_frac = clipped[1] / unit if clipped[1] is not None else math.nan
         else:
