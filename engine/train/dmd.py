@@ -1,12 +1,13 @@
 """Distribution matching distillation (DMD) pieces of the Self Forcing stage.
 
 For generated latents x (a window of a student rollout) the gradient of KL(p_student || p_data)
-is estimated from two scores on a noised copy x_t = (1 - s) x + s eps at a random level s:
-the *real* score -- the frozen teacher with classifier-free (and optionally motion) guidance --
-and the *fake* score -- a copy of the teacher trained online (flow matching) on the student's
-own samples. In x0 terms the direction is  g = x0_fake(x_t) - x0_real(x_t), normalised per
-sample by mean |x - x0_real| (DMD's normaliser, which makes the step size independent of the
-noise level); the generator minimises 0.5 * ||x - stopgrad(x - g)||^2, whose gradient with respect to x is g.
+is estimated from two scores on a noised copy x_t = (1 - s) x + s eps at a random level s: the
+*real* score -- the frozen teacher with classifier-free (and optionally motion) guidance,
+optionally rescaled -- and the *fake* score -- a copy of the teacher trained online (flow
+matching) on the student's own samples. In x0 terms the direction is
+g = x0_fake(x_t) - x0_real(x_t), normalised per sample by mean |x - x0_real| (DMD's normaliser,
+which makes the step size independent of the noise level); the generator minimises
+0.5 * ||x - stopgrad(x - g)||^2, whose gradient with respect to x is g.
 
 With `context_frames` > 0 the window's first frames are not noised: both scores see them clean
 at timestep 0, as a clean-prefix teacher was trained, and g is zero there. The divergence is
@@ -31,6 +32,7 @@ from engine.train.flow import Guidance, add_noise, guided_flow, sample_sigmas, t
 class DMDSettings:
     guidance: float = 4.0
     motion_guidance: float = 0.0
+    guidance_rescale: float = 0.0
     shift: float = 5.0
     min_u: float = 0.02
     max_u: float = 0.98
@@ -53,7 +55,7 @@ def dmd_direction(
     sigma = sigma.unsqueeze(1) * noisy  # [B, F]
     x_t = add_noise(x, torch.randn_like(x), sigma)
     t = sigma * 1000.0
-    guidance = Guidance.of(real, text, settings.guidance, settings.motion_guidance)
+    guidance = Guidance.of(real, text, settings.guidance, settings.motion_guidance, settings.guidance_rescale)
     x0_real = to_x0(x_t, guided_flow(real, x_t, t, guidance), sigma)
     x0_fake = to_x0(x_t, fake(x_t, t, fake.encode_prompt(text)).float(), sigma)
     gap = (x - x0_real)[:, noisy].abs()

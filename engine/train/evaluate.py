@@ -59,13 +59,14 @@ def teacher_videos(
     *,
     guidance: float,
     motion_guidance: float = 0.0,
+    guidance_rescale: float = 0.0,
     steps: int,
     shift: float,
     seed: int = 0,
     batch: int = 4,
 ) -> list[np.ndarray]:
-    """Bidirectional teacher samples (Euler, CFG and optional motion guidance) decoded to uint8
-    [T, H, W, 3] videos."""
+    """Bidirectional teacher samples (Euler, CFG, optional motion guidance and guidance rescale)
+    decoded to uint8 [T, H, W, 3] videos."""
     g = torch.Generator().manual_seed(seed)
     out: list[np.ndarray] = []
     c = teacher.cfg.in_dim
@@ -73,7 +74,7 @@ def teacher_videos(
         group = list(prompts[i : i + batch])
         emb = text.encode(group)
         noise = torch.randn(len(group), frames, c, *latent_hw, generator=g)
-        guide = Guidance.of(teacher, emb, guidance, motion_guidance)
+        guide = Guidance.of(teacher, emb, guidance, motion_guidance, guidance_rescale)
         x0, _ = euler_sample(teacher, noise, guide, steps=steps, shift=shift)
         pixels = vae.decode(x0.transpose(1, 2))  # [B, 3, T, H, W]
         out += [from_model_output(p) for p in pixels]

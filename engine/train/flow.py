@@ -112,20 +112,30 @@ class Guidance:
     v_c, v_u, v_n: the flow for the prompt, for no prompt and for the negative prompt (for
     motion guidance: the same prompt with every motion reversed, `engine.text.schema.
     reverse_motion`, so the added term is the part of the prompt's pull that depends on which
-    way the objects move)."""
+    way the objects move).
+
+    `rescale` (guidance rescale, Lin et al. 2024, "Common diffusion noise schedules and sample
+    steps are flawed", their phi) mixes in the guided flow scaled, per latent frame, to the
+    standard deviation of v_c: v <- rescale * v std(v_c) / std(v) + (1 - rescale) * v, undoing
+    the inflation of the flow by the extrapolation. On the tiny teacher it makes objects less
+    often too small or cut by the frame border (docs/models.md, "Guidance rescale")."""
 
     cond: PromptKV
     uncond: PromptKV
     scale: float
     negative: PromptKV | None = None
     negative_scale: float = 0.0
+    rescale: float = 0.0
 
     @staticmethod
-    def of(model: CausalDiT, text: torch.Tensor, scale: float, motion_scale: float = 0.0) -> Guidance:
-        """Guidance for prompt rows `text` [B, Lt, Dt]: motion_scale > 0 adds motion guidance."""
+    def of(
+        model: CausalDiT, text: torch.Tensor, scale: float, motion_scale: float = 0.0, rescale: float = 0.0
+    ) -> Guidance:
+        """Guidance for prompt rows `text` [B, Lt, Dt]: motion_scale > 0 adds motion guidance,
+        rescale > 0 guidance rescale."""
         negative = model.encode_prompt(reverse_motion(text)) if motion_scale else None
         uncond = model.encode_prompt(torch.zeros_like(text))
-        return Guidance(model.encode_prompt(text), uncond, scale, negative, motion_scale)
+        return Guidance(model.encode_prompt(text), uncond, scale, negative, motion_scale, rescale)
 
 
 def guided_flow(model: CausalDiT, x: torch.Tensor, t: torch.Tensor, guidance: Guidance) -> torch.Tensor:
@@ -144,7 +154,17 @@ def guided_flow(model: CausalDiT, x: torch.Tensor, t: torch.Tensor, guidance: Gu
         v = v_u + guidance.scale * (v_c - v_u)
     if rest:
         v = v + guidance.negative_scale * (v_c - rest[0])
+    if guidance.rescale and n > 1:
+        v = rescale_flow(v, v_c, guidance.rescale)
     return v
+
+
+def rescale_flow(v: torch.Tensor, v_c: torch.Tensor, amount: float) -> torch.Tensor:
+    """Guidance rescale of a guided flow v [B, F, C, H, W] towards the spread of the conditional
+    flow v_c, per latent frame (see `Guidance`)."""
+    dims = (2, 3, 4)
+    ratio = v_c.std(dim=dims, keepdim=True) / v.std(dim=dims, keepdim=True).clamp_min(1e-8)
+    return amount * v * ratio + (1.0 - amount) * v
 
 
 @torch.no_grad()

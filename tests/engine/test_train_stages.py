@@ -200,6 +200,29 @@ def test_guided_flow_adds_the_motion_contrast_term() -> None:
     assert not torch.allclose(both, v_u + 3.0 * (v_c - v_u), atol=1e-3)  # the term is there
 
 
+def test_guidance_rescale_matches_the_conditional_spread_per_frame() -> None:
+    """Rescale 1 gives the guided flow's direction with v_c's standard deviation in every latent
+    frame; 0.5 lies half way; 0 (the default) and a plain conditional flow are left alone."""
+    torch.manual_seed(0)
+    dit = CausalDiT(CFG.dit).eval()
+    x = torch.randn(2, 3, CFG.dit.in_dim, CFG.latent_height, CFG.latent_width)
+    t = torch.tensor([[900.0, 500.0, 100.0], [700.0, 700.0, 0.0]])
+    cond, uncond = dit.encode_prompt(_text(2)), dit.encode_prompt(torch.zeros_like(_text(2)))
+    dims = (2, 3, 4)
+    with torch.no_grad():
+        v_c = dit(x, t, cond)
+        guided = guided_flow(dit, x, t, Guidance(cond, uncond, 4.0))
+        full = guided_flow(dit, x, t, Guidance(cond, uncond, 4.0, rescale=1.0))
+        half = guided_flow(dit, x, t, Guidance(cond, uncond, 4.0, rescale=0.5))
+        plain = guided_flow(dit, x, t, Guidance(cond, uncond, 1.0, rescale=1.0))
+    assert not torch.allclose(guided.std(dim=dims), v_c.std(dim=dims), rtol=0.05)  # CFG inflates
+    assert torch.allclose(full.std(dim=dims), v_c.std(dim=dims), rtol=1e-4)
+    ratio = (full / guided).flatten(2)  # one positive factor per frame
+    assert torch.allclose(ratio, ratio[..., :1].expand_as(ratio), rtol=1e-3) and bool((ratio > 0).all())
+    assert torch.allclose(half, 0.5 * (guided + full), atol=1e-5)
+    assert torch.allclose(plain, v_c, atol=1e-6)
+
+
 def test_motion_guidance_leaves_motionless_prompts_alone() -> None:
     """The negative prompt is the prompt with its motion reversed: for a still or bouncing
     object it is the prompt itself and motion guidance changes nothing; for a moving one it

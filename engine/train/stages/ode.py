@@ -2,7 +2,8 @@
 
 1. Trajectories. For captions of the teacher's latent dataset, integrate the teacher's guided
    flow ODE (Euler, `teacher_steps` steps on the grid warped by the sampler's shift, CFG scale
-   `guidance`, plus `motion_guidance` away from the prompt with its motion reversed, see
+   `guidance`, plus `motion_guidance` away from the prompt with its motion reversed and
+   `guidance_rescale`, see
    `engine.train.flow.Guidance`) from noise to x0 and keep the states at the student's warped
    timesteps (they lie on the grid when `teacher_steps` is a multiple of 4). With
    `causal_trajectories`, chunk c > 0 is integrated again given the clean x0 of chunks < c as a
@@ -52,6 +53,7 @@ class ODEStageConfig(RunConfig):
     teacher_steps: int = 12
     guidance: float = 4.0
     motion_guidance: float = 0.0
+    guidance_rescale: float = 0.0
     causal_trajectories: bool = False
     eval_prompts: int = 8
     eval_chunks: int = 4
@@ -134,7 +136,7 @@ def generate_trajectories(
             n = min(cfg.trajectory_batch, cfg.trajectories - have)
             index = order[torch.arange(have, have + n) % len(data)]
             x_data, text, _ = data.batch(index)
-            guidance = Guidance.of(teacher, text, cfg.guidance, cfg.motion_guidance)
+            guidance = Guidance.of(teacher, text, cfg.guidance, cfg.motion_guidance, cfg.guidance_rescale)
             noise = torch.randn(x_data.shape, generator=gen)
             with run.autocast():
                 x0, states = teacher_trajectory(

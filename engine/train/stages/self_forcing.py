@@ -65,6 +65,7 @@ class SelfForcingStageConfig(RunConfig):
     window_chunks: int = 2
     guidance: float = 4.0
     motion_guidance: float = 0.0  # real score's push towards the prompted motion (see flow.Guidance)
+    guidance_rescale: float = 0.0  # real score's guidance rescale (see flow.Guidance)
     dmd_context_fraction: float = 0.0  # iterations whose window starts with a clean context chunk
     dmd_world_context_fraction: float = 0.0  # of those, the ones whose context is the world's clip
     dmd_opening_fraction: float = 0.0  # of the others, the ones scoring the stream's opening
@@ -109,6 +110,7 @@ def train(
     settings = DMDSettings(
         guidance=cfg.guidance,
         motion_guidance=cfg.motion_guidance,
+        guidance_rescale=cfg.guidance_rescale,
         shift=cfg.timestep_shift,
         min_u=cfg.dmd_min_u,
         max_u=cfg.dmd_max_u,

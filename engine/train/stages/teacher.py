@@ -54,6 +54,7 @@ class TeacherStageConfig(RunConfig):
     eval_prompts: int = 8
     eval_guidance: float = 4.0
     eval_motion_guidance: float = 0.0
+    eval_guidance_rescale: float = 0.0
     eval_steps: int = 16
 
 
@@ -156,6 +157,7 @@ def train(
         (gen_cfg.latent_height, gen_cfg.latent_width),
         guidance=cfg.eval_guidance,
         motion_guidance=cfg.eval_motion_guidance,
+        guidance_rescale=cfg.eval_guidance_rescale,
         steps=cfg.eval_steps,
         shift=cfg.timestep_shift,
         seed=cfg.seed,
