@@ -63,6 +63,16 @@ def run_case(encode: Callable[[np.ndarray], int], chunks: list[np.ndarray]) -> d
     }
 
 
+def fmp4_size(enc: FMP4Encoder) -> Callable[[np.ndarray], int]:
+    """Encode one chunk with `enc`, return its bytes."""
+    return lambda chunk: len(enc.encode_chunk(chunk))
+
+
+def jpeg_size(enc: JPEGEncoder) -> Callable[[np.ndarray], int]:
+    """Encode one chunk's frames with `enc`, return their bytes."""
+    return lambda chunk: sum(len(b) for b in enc.encode_frames(chunk))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=12, help="frames per chunk")
@@ -85,9 +95,8 @@ def main() -> None:
             enc = FMP4Encoder(width, height, args.fps, preset=preset, threads=threads)
             create_ms = (time.perf_counter() - t0) * 1e3
             label = f"fmp4 {preset} crf23 threads={threads or 'auto'} (create {create_ms:.1f} ms)"
-            cases.append((label, lambda c, e=enc: len(e.encode_chunk(c))))
-        jpeg = JPEGEncoder(85)
-        cases.append(("jpeg q85", lambda c, j=jpeg: sum(len(b) for b in j.encode_frames(c))))
+            cases.append((label, fmp4_size(enc)))
+        cases.append(("jpeg q85", jpeg_size(JPEGEncoder(85))))
         for label, fn in cases:
             rows.append({"size": size, "case": label, "frames": args.frames, **run_case(fn, chunks)})
 

@@ -65,7 +65,8 @@ def continuation(
     g = torch.Generator().manual_seed(0)
     stride = config.vae.temporal_stride
     render = RenderConfig(num_frames=frames * stride, fps=config.fps)
-    forward, backward = [], []
+    forward: list[np.ndarray] = []
+    backward: list[np.ndarray] = []
     for p in chosen:
         latents = encode_world_clip(vae, p.spec, rng, render, clip=False).transpose(1, 2)  # [1, F, C, h, w]
         rows = text.encode([p.text])
