@@ -2,17 +2,15 @@
 
 1. Trajectories. For captions of the teacher's latent dataset, integrate the teacher's guided
    flow ODE (Euler, `teacher_steps` steps on the grid warped by the sampler's shift, CFG scale
-   `guidance`, plus `motion_guidance` away from the prompt with its motion reversed and
-   `guidance_rescale`, see
-   `engine.train.flow.Guidance`) from noise to x0 and keep the states at the student's warped
-   timesteps (they lie on the grid when `teacher_steps` is a multiple of 4). With
-   `causal_trajectories`, chunk c > 0 is integrated again given the clean x0 of chunks < c as a
-   prefix (`euler_sample(prefix=...)`, for a teacher trained with clean prefixes): the teacher
-   then answers the question the student faces at inference -- what comes next after this
-   clean past -- where a joint sample of all frames decides where the objects go from the
-   noise as much as from the prompt. Stored in shards
-   under ode/trajectories/, so a resumed run keeps what it generated. At most
-   `trajectory_minutes` are spent here.
+   `guidance`, plus `motion_guidance` away from the prompt with its motion reversed, rescaled by
+   `guidance_rescale`; see `engine.train.flow.Guidance`) from noise to x0 and keep the states at
+   the student's warped timesteps (they lie on the grid when `teacher_steps` is a multiple of
+   4). With `causal_trajectories`, chunk c > 0 is integrated again given the clean x0 of chunks
+   < c as a prefix (`euler_sample(prefix=...)`, for a teacher trained with clean prefixes): the
+   teacher then answers the question the student faces at inference -- what comes next after
+   this clean past -- where a joint sample of all frames decides where the objects go from the
+   noise as much as from the prompt. Stored in shards under ode/trajectories/, so a resumed run
+   keeps what it generated. At most `trajectory_minutes` are spent here.
 2. Regression. The student starts as a copy of the teacher and learns to map each chunk's
    trajectory state at a random one of its steps to the teacher's x0 for that chunk (MSE on x0),
    chunk after chunk through the preset's KV cache: the context of chunk c is the teacher's clean
