@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from bench.latent_steps import single_objects_on_black
+from bench.teacher_args import add_sampling_args
 from engine.eval import evaluate_videos
 from engine.eval.model_eval import heldout_prompts
 from engine.generator import WEIGHTS_DIR
@@ -93,10 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0, 4.0], help="CFG scales")
     parser.add_argument("--rescales", type=float, nargs="+", default=[0.0, 1.0], help="guidance rescales")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="noise seeds (same per row)")
-    parser.add_argument("--steps", type=int, default=16, help="Euler steps")
-    parser.add_argument("--frames", type=int, default=6, help="latent frames per sample")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    add_sampling_args(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = [(s, r) for s in args.scales for r in args.rescales if s != 1.0 or r == args.rescales[0]]
