@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from engine.data.vocab import COLOUR_NAMES
+from engine.model.dit import CausalDiT
 from engine.text.schema import permute_group, reverse_motion
 from engine.train.latents import LatentDataset
 from engine.train.models import load_dit, stage_file, training_preset
@@ -35,30 +36,38 @@ def variants(rows: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def probe(run: Path, clips: int, sigmas: list[float], prefixes: list[int], batch: int = 32) -> list[dict]:
+def fixed_noise_loss(
+    dit: CausalDiT, x0: torch.Tensor, rows: torch.Tensor, sigma: float, prefix: int, batch: int = 32
+) -> float:
+    """Mean squared flow error over the noisy frames of clips x0 [N, F, C, h, w] with prompt rows
+    [N, R, W] at noise level `sigma`, the first `prefix` latent frames clean; the noise is the same
+    on every call with clips of the same shape."""
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
+    s = torch.full(x0.shape[:2], sigma)
+    s[:, :prefix] = 0.0
+    x_t = (1.0 - s)[..., None, None, None] * x0 + s[..., None, None, None] * eps
+    target = eps - x0
+    err = 0.0
+    for i in range(0, len(x0), batch):
+        sl = slice(i, i + batch)
+        pred = dit(x_t[sl], s[sl] * 1000.0, dit.encode_prompt(rows[sl]))
+        err += float((pred - target[sl])[:, prefix:].pow(2).sum())
+    return err / target[:, prefix:].numel()
+
+
+def probe(run: Path, clips: int, sigmas: list[float], prefixes: list[int]) -> list[dict]:
     dit = load_dit(training_preset("tiny"), stage_file(run, "teacher", "teacher.safetensors")).eval()
     data = LatentDataset.load(run / "teacher")
     if data is None:
         raise FileNotFoundError(f"{run}/teacher has no latent dataset: run the teacher stage first")
     index = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:clips]
     x0, rows, _ = data.batch(index)  # [N, F, C, h, w], [N, R, W]
-    frames = x0.shape[1]
     results = []
     for prefix in prefixes:
         for sigma in sigmas:
-            eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
-            s = torch.full((x0.shape[0], frames), sigma)
-            s[:, :prefix] = 0.0
-            x_t = (1.0 - s)[..., None, None, None] * x0 + s[..., None, None, None] * eps
-            target = eps - x0
             row: dict = {"prefix": prefix, "sigma": sigma}
             for name, cond in variants(rows).items():
-                err = 0.0
-                for i in range(0, len(x0), batch):
-                    sl = slice(i, i + batch)
-                    pred = dit(x_t[sl], s[sl] * 1000.0, dit.encode_prompt(cond[sl]))
-                    err += float((pred - target[sl])[:, prefix:].pow(2).sum())
-                row[name] = err / target[:, prefix:].numel()
+                row[name] = fixed_noise_loss(dit, x0, cond, sigma, prefix)
             results.append(row)
     return results
 
