@@ -2,8 +2,10 @@
 clips of its own latent dataset (the clips it trained on) and on as many fresh clips of the same
 training split (rendered and encoded here with the run's VAE and prompt encoder, another seed),
 at fixed noise levels with fixed noise (`bench.motion_probe.fixed_noise_loss`), with every latent
-frame noisy and with a clean prefix. A ratio fresh / trained well above 1 means the teacher
-learns its dataset's clips more than the world, so more clips should help it.
+frame noisy and with a clean prefix. A ratio fresh / trained above 1 means the teacher fits its
+dataset's clips better than the world; comparing two teachers' fresh columns (the fresh clips
+depend only on --seed, --clips, the clip length and the run's VAE and prompt encoder) tells which
+fits the world better.
 
     .venv/bin/python -m bench.teacher_gap --run runs/tiny [--clips 1024] [--json out.json]
 
