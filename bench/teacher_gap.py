@@ -39,7 +39,6 @@ def fresh_clips(run: Path, trained: LatentDataset, n: int, seed: int) -> LatentD
         return encode_clips(vae, run_text_encoder(config, run), clips, n, seed, progress=bar.update)
 
 
-@torch.no_grad()
 def gap(run: Path, clips: int, seed: int, sigmas: list[float], prefixes: list[int]) -> list[dict]:
     dit = load_dit(training_preset("tiny"), stage_file(run, "teacher", "teacher.safetensors")).eval()
     trained = LatentDataset.load(run / "teacher")

@@ -6,6 +6,7 @@
     rollcast train ode            # ODE initialisation of the causal student
     rollcast train self-forcing   # Self Forcing: rollouts with the KV cache + DMD
     rollcast train export         # install the final weights as the `tiny` preset
+    rollcast train export --blend 0.5   # ... the student halfway from the weights it started from
     rollcast train plot           # loss curves of a run as PNGs (--dest, default docs/img)
 
 Every stage reads the previous stages' outputs from `--out` (default runs/tiny), writes
@@ -49,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dest", type=Path, default=None, help="export: weights directory (default: the package's)"
     )
+    parser.add_argument(
+        "--blend",
+        type=float,
+        default=1.0,
+        help="export: the student moved back towards the weights its self-forcing stage started from "
+        "(start + BLEND * (student - start); default 1: the student)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -64,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
     if args.stage == "export":
         from engine.train.export import export_weights
 
-        written = export_weights(args.out, args.preset, args.dest)
+        try:
+            written = export_weights(args.out, args.preset, args.dest, args.blend)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"rollcast train: {exc}", file=sys.stderr)
+            return 2
         print(json.dumps({k: str(v) for k, v in written.items()}, indent=2))
         return 0
     module = importlib.import_module(STAGES[args.stage])

@@ -6,6 +6,11 @@ preset with a grounded prompt encoder `text.safetensors` (the grounding head), a
 continuation's teacher stage starts from them, so the teacher's training adds up across
 releases) into engine/weights/<preset>/ (or `dest`). Weights are stored in fp16 to keep the package small
 (loading casts them back to the model's dtype); the VAE's latent statistics stay fp32.
+
+`blend` < 1 exports the student moved back towards the weights its self-forcing stage started
+from, start + blend * (student - start): a weight-space ensemble of a fine-tuned model and its
+starting point (WiSE-FT, Wortsman et al. 2022), which can keep part of what a continuation gained
+while giving back part of what it cost (docs/models.md).
 """
 
 from __future__ import annotations
@@ -32,12 +37,29 @@ def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     }
 
 
+def blended_student(out_dir: str | Path, blend: float = 1.0) -> dict[str, torch.Tensor]:
+    """The self-forcing stage's student, `blend` of the way from the weights it started from
+    (1: the student itself, 0: its start)."""
+    if not 0.0 <= blend <= 1.0:
+        raise ValueError(f"blend must be in [0, 1], got {blend}")
+    student = read_checkpoint(stage_file(out_dir, "self-forcing", "student.safetensors"))
+    if blend == 1.0:
+        return student
+    start = read_checkpoint(stage_file(out_dir, "self-forcing", "start.safetensors"))
+    if start.keys() != student.keys():
+        raise ValueError("the self-forcing stage's start and student weights hold different tensors")
+    return {
+        k: torch.lerp(start[k].float(), v.float(), blend) if v.is_floating_point() else v
+        for k, v in student.items()
+    }
+
+
 def export_weights(
-    out_dir: str | Path, preset: str = "tiny", dest: str | Path | None = None
+    out_dir: str | Path, preset: str = "tiny", dest: str | Path | None = None, blend: float = 1.0
 ) -> dict[str, Path]:
+    dit = blended_student(out_dir, blend)  # read before `dest`, which may hold the start, is replaced
     target = Path(dest) if dest is not None else WEIGHTS_DIR / preset
     target.mkdir(parents=True, exist_ok=True)
-    dit = read_checkpoint(stage_file(out_dir, "self-forcing", "student.safetensors"))
     vae = read_state_dict(stage_file(out_dir, "vae", "vae.safetensors"))
     written = {"dit": target / "dit.safetensors", "vae": target / "vae.safetensors"}
     save_safetensors(_half(dit), written["dit"])
@@ -51,6 +73,8 @@ def export_weights(
         written["teacher"] = target / "teacher.safetensors"
         save_safetensors(_half(read_checkpoint(teacher)), written["teacher"])
     manifest: dict[str, Any] = {"preset": preset, "stages": _stage_summary(Path(out_dir))}
+    if blend != 1.0:
+        manifest["blend"] = blend
     written["manifest"] = target / "manifest.json"
     if _continues(manifest, target) and written["manifest"].exists():
         # stages continued from the weights being replaced: keep the history of what they started from

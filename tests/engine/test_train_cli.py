@@ -163,6 +163,7 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
     assert main(["teacher", *out, "--set", "dataset_clips=8", *adopt]) == 0
     assert not (tmp_path / "teacher" / "metrics.jsonl").exists()
     released = ["--set", f"init={dest / 'dit.safetensors'}"]
+    released_dit = load_file(dest / "dit.safetensors")
     capsys.readouterr()
     skip_eval = ["--set", "eval_prompts=0"]  # the end-of-stage check is optional
     # every window scored after a clean chunk: the world's (its clip's first chunk)
@@ -179,6 +180,23 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
     assert manifest["stages"]["teacher"] == adopted
     assert manifest["stages"]["self-forcing"]["steps"] == 2
     assert manifest["continued_from"]["stages"]["self-forcing"]["steps"] == 3
+    # the stage kept the weights it started from: `--blend` exports the student part of the way
+    start = load_file(tmp_path / "self-forcing" / "start.safetensors")
+    assert start.keys() == released_dit.keys()
+    assert all(torch.equal(start[k], v.float()) for k, v in released_dit.items())
+    student = load_file(tmp_path / "self-forcing" / "student.safetensors")
+    moved = [k for k in student if not torch.equal(student[k], start[k])]
+    assert moved  # two steps changed the student
+    half = tmp_path / "half"
+    export = ["export", "--out", str(tmp_path), "--preset", "test", "--dest", str(half)]
+    assert main([*export, "--blend", "0.5"]) == 0
+    halfway = load_file(half / "dit.safetensors")
+    for k in moved:
+        torch.testing.assert_close(halfway[k], ((start[k] + student[k]) / 2).half())
+    assert json.loads((half / "manifest.json").read_text())["blend"] == 0.5
+    capsys.readouterr()
+    assert main([*export, "--blend", "1.5"]) == 2
+    assert "blend must be in [0, 1]" in capsys.readouterr().err
 
 
 def test_release_history_is_kept_only_when_continuing_from_the_replaced_weights(tmp_path: Path) -> None:

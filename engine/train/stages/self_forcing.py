@@ -26,7 +26,9 @@ Each iteration:
    same share of them with the first chunk as clean context (windows whose past is the world's
    or an opening frame always keep that past clean: the critic models the student's frames
    given it).
-The EMA of the student is exported as `student.safetensors`.
+The EMA of the student is exported as `student.safetensors`; the weights the stage started from
+are kept beside it as `start.safetensors` (`rollcast train export --blend` interpolates between
+the two).
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ def train(
     fake = load_dit(gen_cfg, teacher_file)
     start = init_file(cfg.init) if cfg.init else stage_file(out_dir, "ode", "student.safetensors")
     student = load_dit(gen_cfg, start)
+    if not resume:
+        save_safetensors(student, run.dir / "start.safetensors")
     ema = copy.deepcopy(student).requires_grad_(False)
     data = LatentDataset.load(Path(out_dir) / "teacher")
     if data is None:
