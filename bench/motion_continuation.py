@@ -9,12 +9,14 @@ that extrapolates the prefix moves forward for both; one that ignores both, neit
 
 `--past student` gives the teacher the student's own first chunk(s) for the prompt instead of
 the world's clip (`--student`, default the shipped weights): what the DMD real score asks the
-student to draw after its own past in a self-forcing window with a clean context.
+student to draw after its own past in a self-forcing window with a clean context. The size
+(and count, colour, shape) the evaluator reads in the given past and in each continuation tell
+whether that real score keeps an object's size, corrects it or changes it.
 
     .venv/bin/python -m bench.motion_continuation --run runs/tiny [--prompts 24] [--prefix 3]
     .venv/bin/python -m bench.motion_continuation --run runs/tiny --past student
 
-Numbers in docs/BENCHMARKS.md, "Motion diagnosis".
+Numbers in docs/BENCHMARKS.md, "Motion diagnosis" and "Eighteenth session".
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from engine.train.flow import Guidance, euler_sample
 from engine.train.models import load_dit, load_vae, run_text_encoder, stage_file, training_preset
 from engine.train.student import rollout
 
+ATTRIBUTES = ("count", "colour", "shape", "size", "motion")
 SHIPPED_STUDENT = Path(__file__).resolve().parents[1] / "engine" / "weights" / "tiny" / "dit.safetensors"
 
 
@@ -67,20 +70,23 @@ def continuation(
     render = RenderConfig(num_frames=frames * stride, fps=config.fps)
     forward: list[np.ndarray] = []
     backward: list[np.ndarray] = []
+    given: list[np.ndarray] = []
+    own_frames: list[np.ndarray] = []  # the student's own continuation of that past
     for p in chosen:
         latents = encode_world_clip(vae, p.spec, rng, render, clip=False).transpose(1, 2)  # [1, F, C, h, w]
         rows = text.encode([p.text])
         noise = torch.randn(latents.shape, generator=g)
-        if student is not None:  # the student's own past for this prompt, as it streams it
+        if student is not None:  # the student's own stream for this prompt: its past and what follows
             own = rollout(
                 student,
                 FlowMatchSchedule(config.sampler),
                 config,
                 student.encode_prompt(rows),
-                -(-prefix // chunk),
+                -(-frames // chunk),
                 generator=g,
             )
-            latents = own.latents
+            latents = own.latents[:, :frames]
+            own_frames.append(from_model_output(vae.decode(latents.transpose(1, 2))[0])[prefix * stride :])
         for emb, out in ((rows, forward), (reverse_motion(rows), backward)):
             x0, _ = euler_sample(
                 teacher,
@@ -92,15 +98,19 @@ def continuation(
             )
             video = from_model_output(vae.decode(x0.transpose(1, 2))[0])
             out.append(video[prefix * stride :])  # the generated frames only
+        given.append(video[: prefix * stride])
     row: dict = {"prompts": len(chosen), "prefix_latent_frames": prefix}
-    for name, videos in (("prompt", forward), ("reversed", backward)):
+    frames_of = {"given": given, "prompt": forward, "reversed": backward}
+    if student is not None:
+        frames_of["student"] = own_frames
+    for name, videos in frames_of.items():
         res = evaluate_videos([(v, p.text) for v, p in zip(videos, chosen, strict=True)], fps=config.fps)
         along = res["speed_along_prompt"]
         row[name] = {
             "along_mean": along["mean"],
             "along_median": along["median"],
             "objects": along["objects"],
-            "motion": res["accuracy"]["motion"],
+            **{k: res["accuracy"][k] for k in ATTRIBUTES},
         }
     return row
 
@@ -127,12 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{row['prompts']} prompts, {row['prefix_latent_frames']} clean latent frames "
         f"of the {args.past} given"
     )
-    print("speed along the prompt's direction (frame widths/s) of the generated frames:")
-    print(f"{'rows':>9} {'mean':>7} {'median':>7} {'objs':>4} {'motion':>6}")
-    for name in ("prompt", "reversed"):
+    print("the given past, the teacher's frames after it with the prompt's rows and reversed ones")
+    print("(and the student's own frames after its past);")
+    print("speed along the prompt's direction in frame widths/s, the evaluator's accuracies:")
+    print(f"{'frames':>9} {'mean':>7} {'median':>7} {'objs':>4} " + " ".join(f"{a:>6}" for a in ATTRIBUTES))
+    for name in [k for k in ("given", "prompt", "reversed", "student") if k in row]:
         r = row[name]
         along = f"{r['along_mean']:>+7.3f} {r['along_median']:>+7.3f} {r['objects']:>4}"
-        print(f"{name:>9} {along} {r['motion']:>6.1%}")
+        print(f"{name:>9} {along} " + " ".join(f"{r[a]:>6.1%}" for a in ATTRIBUTES))
     if args.json:
         args.json.write_text(json.dumps(row, indent=2))
     return 0

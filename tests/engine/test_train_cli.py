@@ -197,6 +197,23 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
     capsys.readouterr()
     assert main([*export, "--blend", "1.5"]) == 2
     assert "blend must be in [0, 1]" in capsys.readouterr().err
+    # stochastic weight averaging from the start of the run: the stage's student is the running
+    # mean of every step's student, kept across a resume; the EMA goes beside it
+    averaged = [*released, *skip_eval, "--set", "average_from=0"]
+    assert main(["self-forcing", *out, "--max-steps", "2", *averaged]) == 0
+    first = torch.load(tmp_path / "self-forcing" / "checkpoint.pt", weights_only=False)
+    assert first["extra"] == {"averaged": 2}
+    assert main(["self-forcing", *out, "--max-steps", "3", "--resume", *averaged]) == 0
+    last = torch.load(tmp_path / "self-forcing" / "checkpoint.pt", weights_only=False)
+    assert last["extra"] == {"averaged": 3}
+    mean = last["models"]["average"]
+    student = load_file(tmp_path / "self-forcing" / "student.safetensors")
+    ema = load_file(tmp_path / "self-forcing" / "ema.safetensors")
+    for k, v in mean.items():
+        expected = (2 * first["models"]["average"][k] + last["models"]["student"][k]) / 3
+        torch.testing.assert_close(v, expected)
+        assert torch.equal(student[k], v) and torch.equal(ema[k], last["models"]["ema"][k])
+    assert any(not torch.equal(mean[k], last["models"]["student"][k]) for k in mean)
 
 
 def test_release_history_is_kept_only_when_continuing_from_the_replaced_weights(tmp_path: Path) -> None:

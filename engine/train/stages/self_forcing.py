@@ -26,9 +26,11 @@ Each iteration:
    same share of them with the first chunk as clean context (windows whose past is the world's
    or an opening frame always keep that past clean: the critic models the student's frames
    given it).
-The EMA of the student is exported as `student.safetensors`; the weights the stage started from
-are kept beside it as `start.safetensors` (`rollcast train export --blend` interpolates between
-the two).
+The EMA of the student is exported as `student.safetensors` -- or, with `average_from` < 1, the
+uniform mean of the student's weights over the part of the run after that share of its budget
+(stochastic weight averaging; the EMA is then kept as `ema.safetensors`). The weights the stage
+started from are kept beside them as `start.safetensors` (`rollcast train export --blend`
+interpolates between the start and the student).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class SelfForcingStageConfig(RunConfig):
     fake_batch: int = 4
     replay: int = 16
     ema_decay: float = 0.95
+    average_from: float = 1.0  # share of the run after which the student's weights are averaged; 1: off
     eval_prompts: int = 8
     eval_chunks: int = 4
 
@@ -105,6 +108,7 @@ def train(
     if not resume:
         save_safetensors(student, run.dir / "start.safetensors")
     ema = copy.deepcopy(student).requires_grad_(False)
+    average = copy.deepcopy(student).requires_grad_(False) if cfg.average_from < 1.0 else None
     data = LatentDataset.load(Path(out_dir) / "teacher")
     if data is None:
         raise FileNotFoundError(
@@ -125,9 +129,11 @@ def train(
     opt_f = torch.optim.AdamW(
         fake.parameters(), lr=cfg.lr_fake, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
     )
-    models = {"student": student, "ema": ema, "fake": fake}
+    models: dict[str, torch.nn.Module] = {"student": student, "ema": ema, "fake": fake}
+    if average is not None:
+        models["average"] = average
     optims = {"gen": opt_g, "fake": opt_f}
-    run.restore(models, optims)
+    averaged = int((run.restore(models, optims) or {}).get("averaged", 0))  # students in `average`
     replay: deque[tuple[torch.Tensor, torch.Tensor, int | None]] = deque(maxlen=cfg.replay)
     steps = schedule.num_steps
     frames_per_chunk = gen_cfg.sampler.frames_per_chunk
@@ -168,6 +174,9 @@ def train(
             loss_g, stats = dmd_loss(x, text, real, fake, settings, plan.clean_frames)
         clipped_step(opt_g, loss_g, student, cfg.grad_clip)
         ema_update(ema, student, min(cfg.ema_decay, (1.0 + run.step) / (10.0 + run.step)))
+        if average is not None and run.progress >= cfg.average_from:
+            averaged += 1
+            ema_update(average, student, 1.0 - 1.0 / averaged)  # running mean: weight 1/n
 
         # critic updates on recent student samples
         for b in range(x.shape[0]):
@@ -198,11 +207,15 @@ def train(
             lr=lr,
             **stats,
         )
-        run.maybe_save(models, optims)
-    run.save(models, optims)
-    save_safetensors(ema, run.dir / "student.safetensors")
+        run.maybe_save(models, optims, {"averaged": averaged})
+    run.save(models, optims, {"averaged": averaged})
+    final = ema
+    if average is not None and averaged:
+        save_safetensors(ema, run.dir / "ema.safetensors")
+        final = average
+    save_safetensors(final, run.dir / "student.safetensors")
 
     text_encoder = run_text_encoder(gen_cfg, out_dir)
     prompts = eval_prompts(cfg.eval_prompts, cfg.seed)
-    videos = student_videos(gen_cfg, ema, vae, text_encoder, prompts, cfg.eval_chunks, seed=cfg.seed)
+    videos = student_videos(gen_cfg, final, vae, text_encoder, prompts, cfg.eval_chunks, seed=cfg.seed)
     return finish_stage(run, videos, prompts, gen_cfg.fps)
