@@ -98,7 +98,7 @@ def continuation(
             )
             video = from_model_output(vae.decode(x0.transpose(1, 2))[0])
             out.append(video[prefix * stride :])  # the generated frames only
-        given.append(video[: prefix * stride])
+        given.append(video[: prefix * stride])  # the clean past: both passes decode it alike
     row: dict = {"prompts": len(chosen), "prefix_latent_frames": prefix}
     frames_of = {"given": given, "prompt": forward, "reversed": backward}
     if student is not None:

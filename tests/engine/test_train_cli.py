@@ -214,6 +214,8 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
         torch.testing.assert_close(v, expected)
         assert torch.equal(student[k], v) and torch.equal(ema[k], last["models"]["ema"][k])
     assert any(not torch.equal(mean[k], last["models"]["student"][k]) for k in mean)
+    assert main(["self-forcing", *out, "--max-steps", "1", *released, *skip_eval]) == 0
+    assert not (tmp_path / "self-forcing" / "ema.safetensors").exists()  # the EMA is the student
 
 
 def test_release_history_is_kept_only_when_continuing_from_the_replaced_weights(tmp_path: Path) -> None:

@@ -213,6 +213,8 @@ def train(
     if average is not None and averaged:
         save_safetensors(ema, run.dir / "ema.safetensors")
         final = average
+    else:  # no EMA beside the student that an earlier, averaged run left in this directory
+        (run.dir / "ema.safetensors").unlink(missing_ok=True)
     save_safetensors(final, run.dir / "student.safetensors")
 
     text_encoder = run_text_encoder(gen_cfg, out_dir)
