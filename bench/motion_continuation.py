@@ -14,7 +14,8 @@ student to draw after its own past in a self-forcing window with a clean context
 whether that real score keeps an object's size, corrects it or changes it.
 
     .venv/bin/python -m bench.motion_continuation --run runs/tiny [--prompts 24] [--prefix 3]
-    .venv/bin/python -m bench.motion_continuation --run runs/tiny --past student
+    .venv/bin/python -m bench.motion_continuation --run runs/tiny --past student \
+        [--guidance 4] [--motion-guidance 0] [--seed 0]
 
 Numbers in docs/BENCHMARKS.md, "Motion diagnosis" and "Eighteenth session".
 """
@@ -54,9 +55,11 @@ def continuation(
     guidance: float,
     steps: int,
     student_file: Path | None = None,
+    motion_guidance: float = 0.0,
+    seed: int = 0,
 ) -> dict:
     """The teacher's continuations of the world's clips, or of the student in `student_file`'s
-    own first chunks."""
+    own first chunks; `seed` draws the clips and the noise."""
     config = training_preset("tiny")
     teacher = load_dit(config, stage_file(run, "teacher", "teacher.safetensors")).eval()
     student = load_dit(config, student_file).eval() if student_file else None
@@ -64,8 +67,8 @@ def continuation(
     vae = load_vae(config, stage_file(run, "vae", "vae.safetensors"))
     text = run_text_encoder(config, run)
     chosen = [p for p in heldout_eval_prompts() if p.spec.objects[0].motion in DIRECTIONS][:prompts]
-    rng = np.random.default_rng(0)
-    g = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(seed)
+    g = torch.Generator().manual_seed(seed)
     stride = config.vae.temporal_stride
     render = RenderConfig(num_frames=frames * stride, fps=config.fps)
     forward: list[np.ndarray] = []
@@ -91,7 +94,7 @@ def continuation(
             x0, _ = euler_sample(
                 teacher,
                 noise,
-                Guidance.of(teacher, emb, guidance),
+                Guidance.of(teacher, emb, guidance, motion_guidance),
                 steps=steps,
                 shift=config.sampler.shift,
                 prefix=latents[:, :prefix],
@@ -127,12 +130,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--student", type=Path, default=SHIPPED_STUDENT, help="student DiT for --past student"
     )
+    parser.add_argument(
+        "--motion-guidance",
+        type=float,
+        default=0.0,
+        help="the teacher's motion guidance m (engine.train.flow.Guidance), as the DMD real score's",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="draws the clips and the noise")
     add_teacher_sampling_args(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     student = args.student if args.past == "student" else None
-    row = continuation(args.run, args.prompts, args.prefix, args.frames, args.guidance, args.steps, student)
-    row["past"] = args.past
+    row = continuation(
+        args.run,
+        args.prompts,
+        args.prefix,
+        args.frames,
+        args.guidance,
+        args.steps,
+        student,
+        args.motion_guidance,
+        args.seed,
+    )
+    row.update(past=args.past, guidance=args.guidance, motion_guidance=args.motion_guidance, seed=args.seed)
     print(
         f"{row['prompts']} prompts, {row['prefix_latent_frames']} clean latent frames "
         f"of the {args.past} given"

@@ -4,7 +4,8 @@ held-out prompt through a real session (the shipped sampler, rolling cache) and 
 2-second windows of the stream that start at `--starts` seconds (`rollcast eval --later`):
 prompt fidelity, each attribute's accuracy, the speed along the prompted direction (the
 world moves at 0.12-0.18 frame widths/s) and the share of objects the frame border cuts in
-most of the window ("border"; none in the world's training clips). A student that only loses
+most of the window ("border"; none in the world's training clips), and the share of clips
+with no object at all ("empty": one that left the frame and did not come back). A student that only loses
 the first chunk is slow in the window at 0 and at the world's speed in the later ones; one that
 is slow everywhere has not learned to continue either. The held-out scenes are seed 0's whatever
 `--seed` (which draws the noise only), so seeds compare the same prompts. The window at 0 s is always scored.
@@ -43,6 +44,7 @@ def windows(
             "along_median": w["speed_along_prompt"]["median"],
             "objects": w["speed_along_prompt"]["objects"],
             "at_border": w["at_border"],
+            "empty": w["empty"],
         }
         for w in [{"start_s": 0.0, **report}, *report["later"]]
     ]
@@ -59,14 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_stream_args(parser, argv)
     rows = windows(args.weights, args.starts, args.window, args.seed, args.cache)
     names = " ".join(f"{name:>6}" for name in ATTRIBUTES)
-    print(f"{'window':>11} {'fidelity':>8} {names} {'along':>7} {'median':>7} {'objs':>4} {'border':>6}")
+    columns = f"{'along':>7} {'median':>7} {'objs':>4} {'border':>6} {'empty':>6}"
+    print(f"{'window':>11} {'fidelity':>8} {names} {columns}")
     for r in rows:
         span = f"{r['start_s']:.2f}-{r['start_s'] + args.window:.2f}s"
         values = " ".join(f"{r[name]:>6.1%}" for name in ATTRIBUTES)
         border = "-" if r["at_border"] is None else f"{r['at_border']:.1%}"
         print(
             f"{span:>11} {r['fidelity']:>8.1%} {values} "
-            f"{r['along_mean']:>+7.3f} {r['along_median']:>+7.3f} {r['objects']:>4} {border:>6}"
+            f"{r['along_mean']:>+7.3f} {r['along_median']:>+7.3f} {r['objects']:>4} {border:>6} "
+            f"{r['empty']:>6.1%}"
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -55,6 +55,8 @@ def run_model_eval(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
             print(format_accuracy_table(rows, extra=()))
             fidelity = ", ".join(f"{w['start_s']:g} s {100 * w['overall']:.1f}%" for w in rep["later"])
             print(f"fidelity: 0 s {100 * rep['overall']:.1f}%, {fidelity}")
+            empty = ", ".join(f"{w['start_s']:g} s {100 * w['empty']:.1f}%" for w in rep["later"])
+            print(f"clips with no object in the window: 0 s {100 * rep['empty']:.1f}%, {empty}")
     if args.drift_minutes:
         frames_total = round(args.drift_minutes * 60 * gen.config.fps)
         with tqdm(

@@ -86,7 +86,10 @@ def evaluate_prompts(
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
-    return {k: report[k] for k in ("overall", "accuracy", "all_correct", "speed_along_prompt", "at_border")}
+    return {
+        k: report[k]
+        for k in ("overall", "accuracy", "all_correct", "speed_along_prompt", "at_border", "empty")
+    }
 
 
 def heldout_prompts(limit: int | None = None, seed: int = 0) -> list[EvalPrompt]:

@@ -29,8 +29,9 @@ def evaluate_videos(
     Returns ``{"n", "accuracy" (per attribute, object-level), "overall" (mean per-clip overall),
     "all_correct" (share of clips with every attribute right), "at_border" (share of the
     detected objects that the frame border cuts in most of the frames where they show: the
-    world's training clips have none), "quality" (means), "alarm_rate", "videos" (per clip:
-    caption, per_attribute, overall, detected, quality), "errors"}``.
+    world's training clips have none), "empty" (share of the clips in which no object is
+    detected: one that left the frame and never came back), "quality" (means), "alarm_rate",
+    "videos" (per clip: caption, per_attribute, overall, detected, quality), "errors"}``.
     """
     tally = FidelityTally()
     videos: list[dict[str, Any]] = []
@@ -73,6 +74,7 @@ def evaluate_videos(
         "all_correct": summary["all_correct"],
         "speed_along_prompt": summary["speed_along_prompt"],
         "at_border": float(np.mean([f < 0.5 for f in inside])) if inside else None,
+        "empty": float(np.mean([not v["detected"] for v in videos])) if videos else None,
         "quality": quality,
         "alarm_rate": {k: float(np.mean([v["quality"]["alarms"][k] for v in videos])) for k in alarm_keys},
         "videos": videos,

@@ -3,8 +3,9 @@
 For generated latents x (a window of a student rollout) the gradient of KL(p_student || p_data)
 is estimated from two scores on a noised copy x_t = (1 - s) x + s eps at a random level s: the
 *real* score -- the frozen teacher with classifier-free (and optionally motion) guidance,
-optionally rescaled -- and the *fake* score -- a copy of the teacher trained online (flow
-matching) on the student's own samples. In x0 terms the direction is
+optionally rescaled, with scales of their own for windows after a clean context -- and the
+*fake* score -- a copy of the teacher trained online (flow matching) on the student's own
+samples. In x0 terms the direction is
 g = x0_fake(x_t) - x0_real(x_t), normalised per sample by mean |x - x0_real| (DMD's normaliser,
 which makes the step size independent of the noise level); the generator minimises
 0.5 * ||x - stopgrad(x - g)||^2, whose gradient with respect to x is g.
@@ -30,12 +31,29 @@ from engine.train.flow import Guidance, add_noise, guided_flow, sample_sigmas, t
 
 @dataclass(frozen=True)
 class DMDSettings:
+    """The real score's guidance (`flow.Guidance`) and the noise levels DMD samples.
+
+    `guidance` and `motion_guidance` apply to windows with every frame noised; windows scored
+    after clean context frames take `context_guidance` and `context_motion_guidance` instead.
+    There the teacher reads the direction from the prompt (docs/models.md, "Why the motion is
+    missing"), so motion guidance amplifies something; in a joint window it has next to nothing
+    to amplify."""
+
     guidance: float = 4.0
     motion_guidance: float = 0.0
     guidance_rescale: float = 0.0
     shift: float = 5.0
     min_u: float = 0.02
     max_u: float = 0.98
+    context_guidance: float = 4.0
+    context_motion_guidance: float = 0.0
+
+    def scales(self, context_frames: int) -> tuple[float, float]:
+        """(CFG scale, motion guidance) of the real score for a window with that many clean
+        frames."""
+        if context_frames:
+            return self.context_guidance, self.context_motion_guidance
+        return self.guidance, self.motion_guidance
 
 
 @torch.no_grad()
@@ -55,7 +73,8 @@ def dmd_direction(
     sigma = sigma.unsqueeze(1) * noisy  # [B, F]
     x_t = add_noise(x, torch.randn_like(x), sigma)
     t = sigma * 1000.0
-    guidance = Guidance.of(real, text, settings.guidance, settings.motion_guidance, settings.guidance_rescale)
+    scale, motion = settings.scales(context_frames)
+    guidance = Guidance.of(real, text, scale, motion, settings.guidance_rescale)
     x0_real = to_x0(x_t, guided_flow(real, x_t, t, guidance), sigma)
     x0_fake = to_x0(x_t, fake(x_t, t, fake.encode_prompt(text)).float(), sigma)
     gap = (x - x0_real)[:, noisy].abs()

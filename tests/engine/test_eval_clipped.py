@@ -67,4 +67,15 @@ def test_report_counts_the_objects_at_the_border() -> None:
     prompt = "a medium red circle moving up"
     report = evaluate_videos([(cut, prompt), (whole, prompt)])
     assert [v["detected"][0]["inside"] for v in report["videos"]] == [0.0, 1.0]
-    assert report["at_border"] == 0.5
+    assert report["at_border"] == 0.5 and report["empty"] == 0.0
+
+
+def test_report_counts_the_clips_with_no_object() -> None:
+    """`empty`: the share of clips in which nothing is detected -- an object that moved out of
+    the frame and did not come back (the world's wrap would have brought it in again)."""
+    gone = _frames(ObjectSpec("red", "circle", "still", "medium"), x=64.0, y=-60.0, vy=0.0)  # above the frame
+    whole = _frames(ObjectSpec("red", "circle", "up", "medium"), x=64.0, y=90.0, vy=-15.0)
+    prompt = "a medium red circle moving up"
+    report = evaluate_videos([(gone, prompt), (whole, prompt), (whole, prompt)])
+    assert [len(v["detected"]) for v in report["videos"]] == [0, 1, 1]
+    assert report["empty"] == pytest.approx(1 / 3) and report["accuracy"]["count"] == pytest.approx(2 / 3)

@@ -48,6 +48,8 @@ def test_eval_command_scores_a_model(tmp_path: Path) -> None:
     assert 0.0 <= report["heldout"]["overall"] <= 1.0
     assert "Later in the same sessions (1 s windows)" in done.stdout
     assert [w["start_s"] for w in report["heldout"]["later"]] == [0.5]
+    assert "clips with no object in the window: 0 s" in done.stdout
+    assert 0.0 <= report["heldout"]["later"][0]["empty"] <= 1.0
     assert report["drift"]["frames_scored"] > 0 and report["drift"]["buckets"]
 
 
@@ -68,3 +70,4 @@ def test_later_windows_score_the_same_sessions_further_in() -> None:
     assert later["start_s"] == 1.5
     assert later["overall"] == direct["overall"] and later["accuracy"] == direct["accuracy"]
     assert later["speed_along_prompt"] == direct["speed_along_prompt"]
+    assert later["empty"] == direct["empty"]

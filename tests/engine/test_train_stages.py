@@ -3,6 +3,8 @@ micro `test` preset (a fixed batch and fixed noise, so the objective is a fixed 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from engine.data.tensors import to_model_input
 from engine.data.world import BackgroundSpec, ObjectSpec, SceneSpec
 from engine.model.dit import CausalDiT
 from engine.sampler import FlowMatchSchedule
+from engine.text.schema import ROW_WIDTH, ROWS
 from engine.train.clips import ClipConfig, sample_clip
 from engine.train.dmd import DMDSettings, dmd_direction
 from engine.train.flow import (
@@ -324,6 +327,37 @@ def test_dmd_with_a_clean_context_scores_only_what_follows_it() -> None:
     assert torch.all(g[:, :f] == 0) and g[:, f:].abs().mean() > 0 and stats["dmd_grad"] > 0
     plain, _ = dmd_direction(x, _text(2), real, fake, DMDSettings())
     assert plain[:, :f].abs().mean() > 0
+
+
+def test_windows_after_a_clean_context_take_their_own_guidance() -> None:
+    """`context_guidance` and `context_motion_guidance` set the real score of a window with
+    clean context frames -- a third prompt (the motion-reversed one) in its batched call when
+    motion guidance is on -- and leave the windows without context at `guidance`."""
+    torch.manual_seed(0)
+    dit = dataclasses.replace(CFG.dit, text_len=ROWS, text_dim=ROW_WIDTH)  # grounded prompt rows
+    real, fake = CausalDiT(dit), CausalDiT(dit)
+    f = CFG.sampler.frames_per_chunk
+    x = torch.randn(2, 2 * f, CFG.dit.in_dim, CFG.latent_height, CFG.latent_width)
+    text = torch.randn(2, ROWS, ROW_WIDTH)
+    split = DMDSettings(guidance=4.0, context_guidance=2.0, context_motion_guidance=2.0)
+
+    def direction(settings: DMDSettings, context: int) -> tuple[torch.Tensor, list[int]]:
+        torch.manual_seed(1)
+        seen = _Inputs(real)
+        g, _ = dmd_direction(x, text, real, fake, settings, context_frames=context)
+        seen.handle.remove()
+        return g, [xs.shape[0] for xs, _ in seen.calls]
+
+    g, batches = direction(split, f)
+    same, _ = direction(
+        DMDSettings(guidance=2.0, motion_guidance=2.0, context_guidance=2.0, context_motion_guidance=2.0), f
+    )
+    default, _ = direction(DMDSettings(), f)
+    assert batches == [6] and torch.allclose(g, same)  # cond, uncond and reversed rows
+    assert not torch.allclose(g[:, f:], default[:, f:], atol=1e-4)
+    g, batches = direction(split, 0)
+    joint, _ = direction(DMDSettings(guidance=4.0), 0)
+    assert batches == [4] and torch.allclose(g, joint)
 
 
 def test_a_rollout_continues_a_given_past() -> None:

@@ -9,8 +9,9 @@ Each iteration:
    written by the timestep-0 refresh, as at inference); each of the last `window_chunks` chunks
    stops at a random denoising step whose x0 prediction is its output, and only that pass keeps
    a graph (gradients through the last denoising step only; all other passes under no_grad).
-2. DMD loss on that window (`engine.train.dmd`): real score = frozen teacher with CFG, fake score
-   = online critic; one generator update. In a `dmd_context_fraction` share of the iterations
+2. DMD loss on that window (`engine.train.dmd`): real score = frozen teacher with CFG (its own
+   scales, `context_guidance` and `context_motion_guidance`, on windows with a clean past), fake
+   score = online critic; one generator update. In a `dmd_context_fraction` share of the iterations
    the window's first chunk is denoised fully (as at inference) and scored as clean context:
    only the last chunk is noised and moved, so the scores compare what the student draws next
    after its own past with what the teacher would draw there. A `dmd_world_context_fraction`
@@ -70,6 +71,8 @@ class SelfForcingStageConfig(RunConfig):
     guidance: float = 4.0
     motion_guidance: float = 0.0  # real score's push towards the prompted motion (see flow.Guidance)
     guidance_rescale: float = 0.0  # real score's guidance rescale (see flow.Guidance)
+    context_guidance: float = 4.0  # the real score's CFG on windows scored after a clean past
+    context_motion_guidance: float = 0.0  # and its motion guidance there (see dmd.DMDSettings)
     dmd_context_fraction: float = 0.0  # iterations whose window starts with a clean context chunk
     dmd_world_context_fraction: float = 0.0  # of those, the ones whose context is the world's clip
     dmd_opening_fraction: float = 0.0  # of the others, the ones scoring the stream's opening
@@ -119,6 +122,8 @@ def train(
         guidance=cfg.guidance,
         motion_guidance=cfg.motion_guidance,
         guidance_rescale=cfg.guidance_rescale,
+        context_guidance=cfg.context_guidance,
+        context_motion_guidance=cfg.context_motion_guidance,
         shift=cfg.timestep_shift,
         min_u=cfg.dmd_min_u,
         max_u=cfg.dmd_max_u,
