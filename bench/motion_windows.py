@@ -5,10 +5,11 @@ held-out prompt through a real session (the shipped sampler, rolling cache) and 
 prompt fidelity, each attribute's accuracy, the speed along the prompted direction (the
 world moves at 0.12-0.18 frame widths/s) and the share of objects the frame border cuts in
 most of the window ("border"; none in the world's training clips), and the share of clips
-with no object at all ("empty": one that left the frame and did not come back). A student that only loses
-the first chunk is slow in the window at 0 and at the world's speed in the later ones; one that
-is slow everywhere has not learned to continue either. The held-out scenes are seed 0's whatever
-`--seed` (which draws the noise only), so seeds compare the same prompts. The window at 0 s is always scored.
+with no object at all ("empty": one that left the frame and did not come back). A student that
+only loses the first chunk is slow in the window at 0 and at the world's speed in the later
+ones; one that is slow everywhere has not learned to continue either. The held-out scenes are
+seed 0's whatever `--seed` (which draws the noise only), so seeds compare the same prompts. The
+window at 0 s is always scored.
 `--cache FRAMES SINK` streams with another rolling KV cache than the preset's (latent frames in
 all, sink frames among them), for weights trained with one cache and sampled with another.
 
