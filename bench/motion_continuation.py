@@ -31,18 +31,17 @@ import torch
 
 from bench.teacher_args import add_teacher_sampling_args
 from bench.world_clips import encode_world_clip
-from engine.data.eval_prompts import heldout_eval_prompts
+from engine.data.eval_prompts import straight_line_prompts
 from engine.data.render import RenderConfig
 from engine.data.tensors import from_model_output
-from engine.data.vocab import DIRECTIONS
 from engine.eval import evaluate_videos
+from engine.eval.fidelity import ATTRIBUTES
 from engine.sampler import FlowMatchSchedule
 from engine.text.schema import reverse_motion
 from engine.train.flow import Guidance, euler_sample
 from engine.train.models import load_dit, load_vae, run_text_encoder, stage_file, training_preset
 from engine.train.student import rollout
 
-ATTRIBUTES = ("count", "colour", "shape", "size", "motion")
 SHIPPED_STUDENT = Path(__file__).resolve().parents[1] / "engine" / "weights" / "tiny" / "dit.safetensors"
 
 
@@ -66,7 +65,7 @@ def continuation(
     chunk = config.sampler.frames_per_chunk
     vae = load_vae(config, stage_file(run, "vae", "vae.safetensors"))
     text = run_text_encoder(config, run)
-    chosen = [p for p in heldout_eval_prompts() if p.spec.objects[0].motion in DIRECTIONS][:prompts]
+    chosen = straight_line_prompts(prompts)
     rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)
     stride = config.vae.temporal_stride

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from engine.data.eval_prompts import heldout_eval_prompts
-from engine.data.vocab import DIRECTIONS
+from engine.data.eval_prompts import straight_line_prompts
 from engine.eval.model_eval import generate_clip
 from engine.generator import Generator
 from engine.train.images import save_grid
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    chosen = [p for p in heldout_eval_prompts() if p.spec.objects[0].motion in DIRECTIONS][: args.prompts]
+    chosen = straight_line_prompts(args.prompts)
     rows = []
     for weights in args.weights:
         gen = Generator.from_preset("tiny", weights=weights)

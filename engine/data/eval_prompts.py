@@ -16,6 +16,7 @@ import numpy as np
 
 from .captions import SINGLE_TEMPLATES, canonical_caption, make_caption_with_template
 from .splits import heldout_triples, train_triples
+from .vocab import DIRECTIONS
 from .world import BackgroundSpec, ObjectSpec, SceneSpec
 
 
@@ -60,3 +61,9 @@ def heldout_eval_prompts(
             if made >= per_template:
                 break
     return out
+
+
+def straight_line_prompts(limit: int) -> list[EvalPrompt]:
+    """The first `limit` held-out prompts whose object moves in a straight line (the ones a
+    speed along the prompted direction, or a wrap at the border, applies to)."""
+    return [p for p in heldout_eval_prompts() if p.spec.objects[0].motion in DIRECTIONS][:limit]
