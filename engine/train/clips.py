@@ -7,7 +7,10 @@ sawtooth (see `engine.data.layout`). So training clips here are windows of endle
 a scene is sampled from the training split (never a held-out triple or template), its objects are
 placed with the stream rules, and a window of `frames` frames is rendered starting at time 0 (the
 start of a stream, objects fully inside) with probability `p_stream_start`, else at a random
-time up to `max_offset_s` seconds into the stream.
+time up to `max_offset_s` seconds into the stream. A `p_wrap` share of the clips is placed instead
+so that a translating object wraps inside it -- out through one border, in through the opposite
+one -- which a window at a random time shows in only ~7 % of the clips, and which a model that
+never learned it answers by leaving the frame empty (docs/models.md, "Teaching the wrap").
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.data.captions import make_caption
-from engine.data.layout import sample_tracks
+from engine.data.layout import Track, sample_tracks, state_at
 from engine.data.render import render_background, render_frames
+from engine.data.vocab import DIRECTIONS
 from engine.data.world import SceneSpec
 
 
@@ -32,6 +36,7 @@ class ClipConfig:
     two_object_prob: float = 0.3
     p_stream_start: float = 0.3
     max_offset_s: float = 12.0
+    p_wrap: float = 0.0  # share of clips that show a translating object wrap (0: none drawn)
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,8 @@ class TrainClip:
     frames: np.ndarray  # uint8 [T, H, W, 3]
     caption: str
     spec: SceneSpec
+    tracks: tuple[Track, ...]  # the objects' motion laws (engine.data.layout)
+    start: float  # stream time of the first frame, seconds
 
 
 SceneSampler = Callable[[np.random.Generator], SceneSpec]
@@ -58,9 +65,30 @@ def sample_clip(rng: np.random.Generator, cfg: ClipConfig, scene: SceneSampler |
     assert spec.background is not None
     background = render_background(spec.background, cfg.width, cfg.height, rng)
     start = 0.0 if rng.random() < cfg.p_stream_start else float(rng.uniform(0.0, cfg.max_offset_s))
+    if cfg.p_wrap > 0 and rng.random() < cfg.p_wrap:
+        start = wrap_start(tracks, rng, cfg, start)
     times = start + np.arange(cfg.frames) / cfg.fps
     frames = render_frames(background, tracks, times)
-    return TrainClip(frames, make_caption(spec, rng, "train"), spec)
+    return TrainClip(frames, make_caption(spec, rng, "train"), spec, tracks, start)
+
+
+def wrap_start(tracks: tuple[Track, ...], rng: np.random.Generator, cfg: ClipConfig, default: float) -> float:
+    """A clip start that puts one of a translating object's wraps (the frame at which it re-enters,
+    within the first `2 * max_offset_s` seconds) at a uniform place inside the clip, past its first
+    frame; `default` if no object translates."""
+    movers = [t for t in tracks if str(t.obj.motion) in DIRECTIONS]
+    if not movers:
+        return default
+    track = movers[int(rng.integers(len(movers)))]
+    times = np.arange(int(2 * cfg.max_offset_s * cfg.fps)) / cfg.fps
+    state = state_at(track, times, cfg.width, cfg.height)
+    jump = (np.abs(np.diff(state.cx)) > cfg.width / 2) | (np.abs(np.diff(state.cy)) > cfg.height / 2)
+    wraps = np.nonzero(jump)[0] + 1  # first frame after each wrap
+    wraps = wraps[wraps >= cfg.frames - 1]  # the clip can start early enough to hold it anywhere
+    if not len(wraps):
+        return default
+    at = int(wraps[int(rng.integers(len(wraps)))])
+    return float(at - int(rng.integers(1, cfg.frames))) / cfg.fps
 
 
 def clip_batch(rng: np.random.Generator, cfg: ClipConfig, batch: int) -> list[TrainClip]:

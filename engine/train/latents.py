@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -101,10 +101,15 @@ def load_or_encode(
     note: Callable[[str], None] = print,
     quiet: bool = False,
 ) -> LatentDataset:
-    """The cached dataset under `directory` if it has `n` clips of the right length, else encode it."""
+    """The cached dataset under `directory` if it has `n` clips of the right length drawn with
+    `clips` (recorded in `clips.json`; a dataset without one was drawn before wraps could be
+    asked for: it serves a config that asks for none), else encode it."""
     cached = LatentDataset.load(directory)
     frames = clips.frames // vae.config.frames_per_latent
-    if cached is not None and len(cached) == n and cached.latents.shape[1] == frames:
+    record = directory / "clips.json"
+    drawn = json.loads(record.read_text()) if record.exists() else None
+    same = drawn == asdict(clips) if drawn is not None else clips.p_wrap == 0
+    if cached is not None and len(cached) == n and cached.latents.shape[1] == frames and same:
         note(f"latent dataset: {n} clips from {directory}")
         return cached
     from tqdm import tqdm
@@ -112,4 +117,5 @@ def load_or_encode(
     with tqdm(total=n, desc="encode clips", dynamic_ncols=True, disable=quiet) as bar:
         data = encode_clips(vae, text, clips, n, seed, progress=bar.update)
     data.save(directory)
+    record.write_text(json.dumps(asdict(clips)))
     return data

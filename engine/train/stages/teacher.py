@@ -43,6 +43,9 @@ class TeacherStageConfig(RunConfig):
     timestep_shift: float = 5.0
     ema_decay: float = 0.999
     two_object_prob: float = 0.3
+    # share of the dataset's clips placed so that a translating object wraps inside them
+    # (engine.train.clips, p_wrap)
+    wrap_fraction: float = 0.0
     # share of steps that train on single latent frames (joint image-video training: shape,
     # colour and size are per-frame attributes, learned from 6x as many scenes per step)
     image_fraction: float = 0.0
@@ -106,7 +109,9 @@ def train(
     vae = load_vae(gen_cfg, stage_file(out_dir, "vae", "vae.safetensors"))
     text = run_text_encoder(gen_cfg, out_dir)
     frames = cfg.clip_latent_frames * gen_cfg.vae.temporal_stride
-    clips = ClipConfig(gen_cfg.width, gen_cfg.height, gen_cfg.fps, frames, cfg.two_object_prob)
+    clips = ClipConfig(
+        gen_cfg.width, gen_cfg.height, gen_cfg.fps, frames, cfg.two_object_prob, p_wrap=cfg.wrap_fraction
+    )
     data = load_or_encode(
         run.dir,
         vae,
