@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.motion_continuation import SHIPPED_STUDENT
 from bench.teacher_args import add_teacher_sampling_args
 from engine.data.eval_prompts import straight_line_prompts
 from engine.data.render import RenderConfig, make_scene, render_scene
@@ -38,7 +39,6 @@ from engine.train.flow import Guidance, euler_sample
 from engine.train.models import load_dit, load_vae, run_text_encoder, stage_file, training_preset
 from engine.train.student import rollout
 
-SHIPPED_STUDENT = Path(__file__).resolve().parents[1] / "engine" / "weights" / "tiny" / "dit.safetensors"
 CLASSES = ("entry", "exit", "empty")
 
 
