@@ -101,8 +101,8 @@ def wrap_continuation(
     used = 0
     for p in straight_line_prompts(prompts):
         scene = make_scene(p.spec, rng, render, clip=False)
-        stream = render_scene(scene, render)  # 16 s from the stream's start
         if past == "leaving":
+            stream = render_scene(scene, render)  # 16 s from the stream's start
             start = leaving_start(stream, scene.background, visible, prefix * stride)
             if start is None:
                 continue

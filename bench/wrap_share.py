@@ -14,7 +14,7 @@ import argparse
 
 import numpy as np
 
-from engine.data.layout import state_at
+from engine.data.layout import state_at, wrapped
 from engine.data.shapes import EXTENTS
 from engine.data.vocab import DIRECTIONS
 from engine.train.clips import ClipConfig, sample_clip
@@ -23,7 +23,7 @@ from engine.train.clips import ClipConfig, sample_clip
 def wrap_share(clips: int, frames: int, wrap_fraction: float, seed: int) -> dict[str, float]:
     cfg = ClipConfig(frames=frames, p_wrap=wrap_fraction)
     rng = np.random.default_rng(seed)
-    cut = wrapped = 0
+    cut = with_wrap = 0
     for _ in range(clips):
         clip = sample_clip(rng, cfg)
         times = clip.start + np.arange(cfg.frames) / cfg.fps
@@ -37,11 +37,10 @@ def wrap_share(clips: int, frames: int, wrap_fraction: float, seed: int) -> dict
             out = (s.cx - left * r < 0) | (s.cx + right * r > cfg.width)
             out |= (s.cy - top * r < 0) | (s.cy + bottom * r > cfg.height)
             is_cut |= bool(out.any())
-            jumps = (np.abs(np.diff(s.cx)) > cfg.width / 2) | (np.abs(np.diff(s.cy)) > cfg.height / 2)
-            is_wrapped |= bool(jumps.any())
+            is_wrapped |= bool(wrapped(s, cfg.width, cfg.height).any())
         cut += is_cut
-        wrapped += is_wrapped
-    return {"clips": clips, "cut_by_border": cut / clips, "wrap_inside": wrapped / clips}
+        with_wrap += is_wrapped
+    return {"clips": clips, "cut_by_border": cut / clips, "wrap_inside": with_wrap / clips}
 
 
 def main(argv: list[str] | None = None) -> int:

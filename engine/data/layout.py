@@ -130,6 +130,12 @@ def state_at(track: Track, times: np.ndarray, width: int, height: int) -> TrackS
     return TrackState(x, y, radius, alpha.astype(np.float64))
 
 
+def wrapped(state: TrackState, width: int, height: int) -> np.ndarray:
+    """[T-1] bool: between times t and t+1 the object wrapped (its centre jumped across the
+    frame, out through one border and in through the opposite one)."""
+    return (np.abs(np.diff(state.cx)) > width / 2) | (np.abs(np.diff(state.cy)) > height / 2)
+
+
 def wrap_domain(
     shape: str, radius: float, width: int, height: int, diagonal: bool
 ) -> tuple[float, float, float, float]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.data.captions import make_caption
-from engine.data.layout import Track, sample_tracks, state_at
+from engine.data.layout import Track, sample_tracks, state_at, wrapped
 from engine.data.render import render_background, render_frames
 from engine.data.vocab import DIRECTIONS
 from engine.data.world import SceneSpec
@@ -81,8 +81,7 @@ def wrap_start(tracks: tuple[Track, ...], rng: np.random.Generator, cfg: ClipCon
         return default
     track = movers[int(rng.integers(len(movers)))]
     times = np.arange(int(2 * cfg.max_offset_s * cfg.fps)) / cfg.fps
-    state = state_at(track, times, cfg.width, cfg.height)
-    jump = (np.abs(np.diff(state.cx)) > cfg.width / 2) | (np.abs(np.diff(state.cy)) > cfg.height / 2)
+    jump = wrapped(state_at(track, times, cfg.width, cfg.height), cfg.width, cfg.height)
     wraps = np.nonzero(jump)[0] + 1  # first frame after each wrap
     wraps = wraps[wraps >= cfg.frames - 1]  # the clip can start early enough to hold it anywhere
     if not len(wraps):
