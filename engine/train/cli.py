@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = module.train(cfg, args.out, preset=args.preset, resume=args.resume, quiet=args.quiet)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:  # a missing stage, or a config its data cannot serve
         print(f"rollcast train: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2, default=str))

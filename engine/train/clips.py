@@ -90,5 +90,18 @@ def wrap_start(tracks: tuple[Track, ...], rng: np.random.Generator, cfg: ClipCon
     return float(at - int(rng.integers(1, cfg.frames))) / cfg.fps
 
 
+def first_wrap(clip: TrainClip, cfg: ClipConfig) -> int:
+    """The clip's first frame after a translating object wrapped (it re-enters there through the
+    border opposite the one it left by), or -1 if none wraps inside the clip."""
+    times = clip.start + np.arange(cfg.frames) / cfg.fps
+    firsts = [
+        int(np.argmax(jump)) + 1
+        for track in clip.tracks
+        if str(track.obj.motion) in DIRECTIONS
+        and (jump := wrapped(state_at(track, times, cfg.width, cfg.height), cfg.width, cfg.height)).any()
+    ]
+    return min(firsts, default=-1)
+
+
 def clip_batch(rng: np.random.Generator, cfg: ClipConfig, batch: int) -> list[TrainClip]:
     return [sample_clip(rng, cfg) for _ in range(batch)]

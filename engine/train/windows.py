@@ -8,7 +8,11 @@ scores see. A window is one of four kinds:
 - *context*: the window's first chunk is the student's own past, denoised fully as at inference
   and given to both scores clean; only the last chunk is noised, scored and exits early.
 - *world*: a context window whose past is the world's -- the caption's own training clip's first
-  chunk enters the cache clean and the student samples the one chunk after it.
+  chunk enters the cache clean and the student samples the one chunk after it. A *wrap* window
+  is a world window whose clips are drawn among those where a translating object wraps in the
+  chunk the student samples: the past shows it leave, and the scores compare what the student
+  and the teacher draw after that -- a moment a random clip holds in ~12 % of the world windows
+  (a dataset drawn with the teacher's wrap_fraction 0.3).
 - *opening*: the stream's start. The student rolls out the first `window_chunks` chunks; the
   first chunk is denoised fully and its first latent frame is given to both scores clean, so
   the rest of the window is scored as the teacher's continuation of the student's own opening
@@ -31,6 +35,7 @@ class WindowMix:
     max_chunks: int = 7
     context_fraction: float = 0.0  # share of iterations with a context window
     world_fraction: float = 0.0  # of those, the share whose past is the world's
+    wrap_fraction: float = 0.0  # of those, the share whose clips wrap in the student's chunk
     opening_fraction: float = 0.0  # of the others, the share that score the stream's opening
 
 
@@ -42,6 +47,7 @@ class WindowPlan:
     clean_frames: int  # leading latent frames of the window given clean to both scores
     context: bool  # a context window (its first chunk is a past: the student's or the world's)
     world: bool  # the window's first chunk is the world's clip
+    wrap: bool  # ... of a clip whose object wraps in the chunk the student samples
     opening: bool  # the window is the stream's first chunks, scored after their first frame
 
     @property
@@ -58,6 +64,7 @@ def plan_window(mix: WindowMix, rng: np.random.Generator, steps: int, frames_per
     n = int(rng.integers(mix.min_chunks, mix.max_chunks + 1))
     context = rng.random() < mix.context_fraction
     world = mix.world_fraction > 0 and context and rng.random() < mix.world_fraction
+    wrap = mix.wrap_fraction > 0 and world and rng.random() < mix.wrap_fraction
     opening = mix.opening_fraction > 0 and not context and rng.random() < mix.opening_fraction
     if world or opening:
         n = mix.window_chunks  # the stream's first chunks (for world: the world's, then the student's)
@@ -66,4 +73,4 @@ def plan_window(mix: WindowMix, rng: np.random.Generator, steps: int, frames_per
     if opening:
         exits[0] = steps - 1  # the opening frame the scores condition on is a finished one
     clean = (mix.window_chunks - 1) * frames_per_chunk if context else (1 if opening else 0)
-    return WindowPlan(n, tuple(exits), range(n - scored, n), clean, context, world, opening)
+    return WindowPlan(n, tuple(exits), range(n - scored, n), clean, context, world, wrap, opening)

@@ -160,20 +160,26 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
     # the stage only encodes its dataset), the student starts from the released one, and the
     # next export keeps the manifest it replaces as the history of the release
     adopt = ["--max-steps", "0", "--set", f"init={dest / 'teacher.safetensors'}", "--set", "eval_prompts=0"]
-    assert main(["teacher", *out, "--set", "dataset_clips=8", *adopt]) == 0
+    skip_eval = ["--set", "eval_prompts=0"]  # the end-of-stage check is optional
+    # every world window drawn among the clips whose object wraps in the student's chunk: none of
+    # the 8 clips drawn without wraps does (a clear error); 3 of the 8 drawn with wraps do
+    context = ["--set", "dmd_context_fraction=1", "--set", "dmd_world_context_fraction=1"]
+    wrap = [*context, "--set", "dmd_world_wrap_fraction=1"]
+    assert main(["self-forcing", *out, "--max-steps", "1", *skip_eval, *wrap]) == 2
+    assert "encode it with the teacher's wrap_fraction > 0" in capsys.readouterr().err
+    assert main(["teacher", *out, "--set", "dataset_clips=8", "--set", "wrap_fraction=1", *adopt]) == 0
     assert not (tmp_path / "teacher" / "metrics.jsonl").exists()
     released = ["--set", f"init={dest / 'dit.safetensors'}"]
     released_dit = load_file(dest / "dit.safetensors")
     capsys.readouterr()
-    skip_eval = ["--set", "eval_prompts=0"]  # the end-of-stage check is optional
-    # every window scored after a clean chunk: the world's (its clip's first chunk)
-    context = ["--set", "dmd_context_fraction=1", "--set", "dmd_world_context_fraction=1"]
-    assert main(["self-forcing", *out, "--max-steps", "2", *released, *skip_eval, *context]) == 0
+    # every window scored after a clean chunk: the world's (its clip's first chunk, its object
+    # leaving the frame)
+    assert main(["self-forcing", *out, "--max-steps", "2", *released, *skip_eval, *wrap]) == 0
     assert json.loads(capsys.readouterr().out)["eval"] is None
     logged = [
         json.loads(line) for line in (tmp_path / "self-forcing" / "metrics.jsonl").read_text().splitlines()
     ]
-    assert logged[-1]["world"] == 1 and logged[-1]["chunks"] == 2
+    assert logged[-1]["world"] == 1 and logged[-1]["wrap"] == 1 and logged[-1]["chunks"] == 2
     assert main(["export", "--out", str(tmp_path), "--preset", "test", "--dest", str(dest)]) == 0
     manifest = json.loads((dest / "manifest.json").read_text())
     adopted = {"steps": 0, "minutes": 0.0, "init": str(dest / "teacher.safetensors")}

@@ -1,5 +1,5 @@
 """Training clips that show the world's wrap (`ClipConfig.p_wrap`), and the latent dataset's
-record of the clip config it was drawn with."""
+record of the clip config it was drawn with and of where its clips wrap."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from engine.data.vocab import COLOURS
 from engine.data.world import BackgroundSpec, ObjectSpec, SceneSpec
 from engine.text.base import CachedTextEncoder
 from engine.text.hashed import HashTextEncoder
-from engine.train.clips import ClipConfig, sample_clip, wrap_start
-from engine.train.latents import load_or_encode
+from engine.train.clips import ClipConfig, first_wrap, sample_clip, wrap_start
+from engine.train.latents import LatentDataset, load_or_encode
 from engine.train.models import training_preset
 from engine.vae.tiny import TinyVAE
 
@@ -52,7 +52,7 @@ def test_wrap_start_keeps_the_default_without_a_translating_object() -> None:
 
 
 def _touches_both_sides(frames: np.ndarray) -> bool:
-    red = np.abs(frames.astype(int) - np.array(COLOURS["red"])).sum(-1) < 60  # [T, H, W]
+    red = _red(frames)  # [T, H, W]
     return bool(red[:, :, 0].any() and red[:, :, -1].any())
 
 
@@ -68,6 +68,30 @@ def test_wrap_clips_show_the_object_leave_and_come_back() -> None:
     assert shares[0] < 0.2 and shares[1] > 0.7, shares
 
 
+def _red(frame: np.ndarray) -> np.ndarray:
+    return np.abs(frame.astype(int) - np.array(COLOURS["red"])).sum(-1) < 60  # [H, W]
+
+
+def test_first_wrap_is_the_frame_the_object_comes_back_through_the_opposite_border() -> None:
+    """Rendered: a left mover's first wrap frame is where its centre jumps across the frame while
+    it is hidden (the ~2 px between leaving and coming back): before it the object is only ever at
+    the left, within a few frames after it, it shows at the right border; a clip without a
+    translating object has none."""
+    cfg = ClipConfig(frames=16, p_stream_start=0.0, p_wrap=1.0)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(20):
+        clip = sample_clip(rng, cfg, lambda _: _scene("left"))
+        at = first_wrap(clip, cfg)
+        assert 1 <= at < cfg.frames
+        if at + 4 <= cfg.frames:
+            checked += 1
+            assert _red(clip.frames[at : at + 4])[:, :, -4:].any()
+            assert not _red(clip.frames[:at])[:, :, cfg.width // 2 :].any()
+    assert checked >= 10
+    assert first_wrap(sample_clip(rng, cfg, lambda _: _scene("bouncing")), cfg) == -1
+
+
 def test_a_dataset_drawn_with_another_clip_config_is_encoded_again(tmp_path: Path) -> None:
     config = training_preset("test")
     vae = TinyVAE(config.vae).eval()
@@ -80,9 +104,23 @@ def test_a_dataset_drawn_with_another_clip_config_is_encoded_again(tmp_path: Pat
     assert json.loads((tmp_path / "clips.json").read_text())["p_wrap"] == 0.0
     again = load_or_encode(tmp_path, vae, text, plain, 3, seed=0, note=notes.append, quiet=True)
     assert len(notes) == 1 and again.captions == first.captions  # the cache served the same config
-    load_or_encode(tmp_path, vae, text, wraps, 3, seed=0, note=notes.append, quiet=True)
+    wrapping = load_or_encode(tmp_path, vae, text, wraps, 3, seed=0, note=notes.append, quiet=True)
     assert len(notes) == 1  # another config: encoded, not served from the cache
     assert json.loads((tmp_path / "clips.json").read_text())["p_wrap"] == 1.0
+    # where each clip wraps is recorded with it (the clips drawn again from the same seed)
+    rng = np.random.default_rng(np.random.SeedSequence([0, 0x1A7E]))
+    expected = [first_wrap(sample_clip(rng, wraps), wraps) for _ in range(3)]
+    stored = LatentDataset.load(tmp_path)
+    assert stored is not None and stored.wraps is not None and wrapping.wraps is not None
+    assert stored.wraps.tolist() == wrapping.wraps.tolist() == expected
+    inside = [i for i, w in enumerate(expected) if 2 <= w < 6]
+    assert stored.wrapping_in(2, 6).tolist() == inside
+    # a dataset drawn with wraps before they were recorded is encoded again
+    LatentDataset(stored.latents, stored.text, stored.captions).save(tmp_path)
+    load_or_encode(tmp_path, vae, text, wraps, 3, seed=0, note=notes.append, quiet=True)
+    assert len(notes) == 1 and LatentDataset.load(tmp_path).wraps is not None  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="records no wraps"):
+        LatentDataset(stored.latents, stored.text, stored.captions).wrapping_in(2, 6)
     (tmp_path / "clips.json").unlink()  # a dataset from before the record serves a config without wraps
     load_or_encode(tmp_path, vae, text, plain, 3, seed=0, note=notes.append, quiet=True)
     assert len(notes) == 2

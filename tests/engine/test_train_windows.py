@@ -41,6 +41,14 @@ def test_context_world_and_free_windows() -> None:
     assert {p.chunks for p in context} == set(range(2, 8))
 
 
+def test_wrap_windows_are_world_windows() -> None:
+    plans = _plans(WindowMix(context_fraction=0.5, world_fraction=0.5, wrap_fraction=0.5), n=800)
+    wraps = [p for p in plans if p.wrap]
+    world = [p for p in plans if p.world]
+    assert all(p.world for p in wraps) and 0.3 < len(wraps) / len(world) < 0.7
+    assert not any(p.wrap for p in _plans(WindowMix(context_fraction=0.5, world_fraction=0.5)))
+
+
 def test_a_kind_left_out_draws_nothing() -> None:
     """With the world and opening fractions at 0 the draws are those of the recipe before those
     kinds existed -- chunk count, context or not, exit steps, in that order -- so the earlier

@@ -18,7 +18,9 @@ Each iteration:
    share of those iterations takes the past from the world instead: the first chunk of the
    caption's own training clip (the teacher's latent dataset) enters the cache clean and the
    student samples the one chunk after it, so the scores compare continuations of an object
-   that moves as the prompt says (`rollout(context=...)`). A `dmd_opening_fraction` share of
+   that moves as the prompt says (`rollout(context=...)`); a `dmd_world_wrap_fraction` share of
+   those draws its clips among the ones where an object wraps in the student's chunk, so the
+   scores compare what comes after an object leaves the frame. A `dmd_opening_fraction` share of
    the other iterations scores the stream's opening: the first chunks, after the student's own
    finished first latent frame, given to both scores clean (the kinds of window:
    `engine.train.windows`).
@@ -75,6 +77,7 @@ class SelfForcingStageConfig(RunConfig):
     context_motion_guidance: float = 0.0  # and its motion guidance there (see dmd.DMDSettings)
     dmd_context_fraction: float = 0.0  # iterations whose window starts with a clean context chunk
     dmd_world_context_fraction: float = 0.0  # of those, the ones whose context is the world's clip
+    dmd_world_wrap_fraction: float = 0.0  # of those, the ones whose clips wrap in the student's chunk
     dmd_opening_fraction: float = 0.0  # of the others, the ones scoring the stream's opening
     timestep_shift: float = 5.0
     dmd_min_u: float = 0.02
@@ -150,14 +153,24 @@ def train(
         max_chunks=cfg.max_chunks,
         context_fraction=cfg.dmd_context_fraction,
         world_fraction=cfg.dmd_world_context_fraction,
+        wrap_fraction=cfg.dmd_world_wrap_fraction,
         opening_fraction=cfg.dmd_opening_fraction,
     )
+    stride = gen_cfg.vae.temporal_stride  # video frames per latent frame
+    wrapping = data.wrapping_in(context_frames * stride, window * stride) if mix.wrap_fraction > 0 else None
+    if wrapping is not None and not len(wrapping):
+        raise ValueError(
+            "no clip of the latent dataset wraps in the student's chunk: "
+            "encode it with the teacher's wrap_fraction > 0"
+        )
     student.train()
     fake.train()
     while not run.done:
         index = torch.from_numpy(run.rng.integers(0, len(data), cfg.batch_size))
-        text = data.text[index].float()
         plan = plan_window(mix, run.rng, steps, frames_per_chunk)
+        if plan.wrap and wrapping is not None:
+            index = wrapping[torch.from_numpy(run.rng.integers(0, len(wrapping), cfg.batch_size))]
+        text = data.text[index].float()
         lr = run.lr()
         run.set_lr(opt_g, lr)
         run.set_lr(opt_f, lr * cfg.lr_fake / cfg.lr)
@@ -208,6 +221,7 @@ def train(
             chunks=plan.chunks,
             context=int(plan.context),
             world=int(plan.world),
+            wrap=int(plan.wrap),
             opening=int(plan.opening),
             lr=lr,
             **stats,
