@@ -120,8 +120,8 @@ def load_or_encode(
     record = directory / "clips.json"
     drawn = json.loads(record.read_text()) if record.exists() else None
     same = drawn == asdict(clips) if drawn is not None else clips.p_wrap == 0
-    same = same and (clips.p_wrap == 0 or (cached is not None and cached.wraps is not None))
-    if cached is not None and len(cached) == n and cached.latents.shape[1] == frames and same:
+    recorded = clips.p_wrap == 0 or (cached is not None and cached.wraps is not None)  # where clips wrap
+    if cached is not None and same and recorded and len(cached) == n and cached.latents.shape[1] == frames:
         note(f"latent dataset: {n} clips from {directory}")
         return cached
     from tqdm import tqdm
