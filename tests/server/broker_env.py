@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import pytest
 import redis.asyncio as aioredis
 
-from server.broker import Broker, BrokerConfig, MemoryBroker, RedisBroker, SessionRecord
+from server.broker import Broker, BrokerConfig, MemoryBroker, RedisBroker, SessionRecord, new_session_id
 
 REDIS_URL = os.environ.get("ROLLCAST_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -86,3 +86,11 @@ def record(sid: str, api_key_id: str | None = None, **kw: object) -> SessionReco
         created_at=time.time(),
         **kw,  # type: ignore[arg-type]
     )
+
+
+async def create_many(b: Broker, n: int, tag: str = "s") -> list[str]:
+    """`n` queued sessions, created in order (each at the queue position of its index)."""
+    ids = [f"{tag}{i}_{new_session_id()}" for i in range(n)]
+    for i, sid in enumerate(ids):
+        assert await b.create_session(record(sid)) == i
+    return ids
