@@ -37,7 +37,10 @@ class DMDSettings:
     after clean context frames take `context_guidance` and `context_motion_guidance` instead.
     There the teacher reads the direction from the prompt (docs/models.md, "Why the motion is
     missing"), so motion guidance amplifies something; in a joint window it has next to nothing
-    to amplify."""
+    to amplify. Context windows whose object wraps in the scored chunk take `wrap_guidance` and
+    `wrap_motion_guidance`: the unguided teacher answers an exit with an empty frame, and only a
+    strong CFG brings the object back at the opposite border (docs/models.md, "Wrap windows in
+    the DMD")."""
 
     guidance: float = 4.0
     motion_guidance: float = 0.0
@@ -47,10 +50,14 @@ class DMDSettings:
     max_u: float = 0.98
     context_guidance: float = 4.0
     context_motion_guidance: float = 0.0
+    wrap_guidance: float = 4.0
+    wrap_motion_guidance: float = 0.0
 
-    def scales(self, context_frames: int) -> tuple[float, float]:
+    def scales(self, context_frames: int, wrap: bool = False) -> tuple[float, float]:
         """(CFG scale, motion guidance) of the real score for a window with that many clean
-        frames."""
+        frames, `wrap` if its object wraps in the scored frames."""
+        if context_frames and wrap:
+            return self.wrap_guidance, self.wrap_motion_guidance
         if context_frames:
             return self.context_guidance, self.context_motion_guidance
         return self.guidance, self.motion_guidance
@@ -64,16 +71,18 @@ def dmd_direction(
     fake: CausalDiT,
     settings: DMDSettings,
     context_frames: int = 0,
+    wrap: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The normalised DMD direction g = (x0_fake - x0_real) / mean|x - x0_real| at a random level
-    (means over the noised frames; the first `context_frames` are clean context, g = 0 there)."""
+    (means over the noised frames; the first `context_frames` are clean context, g = 0 there;
+    `wrap`: the window's object wraps in the noised frames, see `DMDSettings`)."""
     b, frames = x.shape[:2]
     noisy = torch.arange(frames) >= context_frames  # [F]
     sigma = sample_sigmas(b, settings.shift, low=settings.min_u, high=settings.max_u)
     sigma = sigma.unsqueeze(1) * noisy  # [B, F]
     x_t = add_noise(x, torch.randn_like(x), sigma)
     t = sigma * 1000.0
-    scale, motion = settings.scales(context_frames)
+    scale, motion = settings.scales(context_frames, wrap)
     guidance = Guidance.of(real, text, scale, motion, settings.guidance_rescale)
     x0_real = to_x0(x_t, guided_flow(real, x_t, t, guidance), sigma)
     x0_fake = to_x0(x_t, fake(x_t, t, fake.encode_prompt(text)).float(), sigma)
@@ -90,7 +99,8 @@ def dmd_loss(
     fake: CausalDiT,
     settings: DMDSettings,
     context_frames: int = 0,
+    wrap: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Surrogate 0.5 * mean ||x - stopgrad(x - g)||^2 whose gradient in x is g (per element / N)."""
-    grad, stats = dmd_direction(x.detach(), text, real, fake, settings, context_frames)
+    grad, stats = dmd_direction(x.detach(), text, real, fake, settings, context_frames, wrap)
     return 0.5 * F.mse_loss(x, (x.detach() - grad).detach()), stats

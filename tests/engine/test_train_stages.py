@@ -332,7 +332,8 @@ def test_dmd_with_a_clean_context_scores_only_what_follows_it() -> None:
 def test_windows_after_a_clean_context_take_their_own_guidance() -> None:
     """`context_guidance` and `context_motion_guidance` set the real score of a window with
     clean context frames -- a third prompt (the motion-reversed one) in its batched call when
-    motion guidance is on -- and leave the windows without context at `guidance`."""
+    motion guidance is on -- and leave the windows without context at `guidance`; a context
+    window whose object wraps takes `wrap_guidance` and `wrap_motion_guidance`."""
     torch.manual_seed(0)
     dit = dataclasses.replace(CFG.dit, text_len=ROWS, text_dim=ROW_WIDTH)  # grounded prompt rows
     real, fake = CausalDiT(dit), CausalDiT(dit)
@@ -341,10 +342,10 @@ def test_windows_after_a_clean_context_take_their_own_guidance() -> None:
     text = torch.randn(2, ROWS, ROW_WIDTH)
     split = DMDSettings(guidance=4.0, context_guidance=2.0, context_motion_guidance=2.0)
 
-    def direction(settings: DMDSettings, context: int) -> tuple[torch.Tensor, list[int]]:
+    def direction(settings: DMDSettings, context: int, wrap: bool = False) -> tuple[torch.Tensor, list[int]]:
         torch.manual_seed(1)
         seen = _Inputs(real)
-        g, _ = dmd_direction(x, text, real, fake, settings, context_frames=context)
+        g, _ = dmd_direction(x, text, real, fake, settings, context_frames=context, wrap=wrap)
         seen.handle.remove()
         return g, [xs.shape[0] for xs, _ in seen.calls]
 
@@ -358,6 +359,12 @@ def test_windows_after_a_clean_context_take_their_own_guidance() -> None:
     g, batches = direction(split, 0)
     joint, _ = direction(DMDSettings(guidance=4.0), 0)
     assert batches == [4] and torch.allclose(g, joint)
+    strong = dataclasses.replace(split, wrap_guidance=6.0)
+    g, batches = direction(strong, f, wrap=True)
+    alike, _ = direction(dataclasses.replace(strong, context_guidance=6.0, context_motion_guidance=0.0), f)
+    assert batches == [4] and torch.allclose(g, alike)  # wrap: CFG 6 without motion guidance
+    g, _ = direction(strong, f)  # a context window without a wrap keeps the context scales
+    assert torch.allclose(g, direction(split, f)[0])
 
 
 def test_a_rollout_continues_a_given_past() -> None:

@@ -75,6 +75,8 @@ class SelfForcingStageConfig(RunConfig):
     guidance_rescale: float = 0.0  # real score's guidance rescale (see flow.Guidance)
     context_guidance: float = 4.0  # the real score's CFG on windows scored after a clean past
     context_motion_guidance: float = 0.0  # and its motion guidance there (see dmd.DMDSettings)
+    wrap_guidance: float = 4.0  # the real score's CFG on the wrap windows (dmd_world_wrap_fraction)
+    wrap_motion_guidance: float = 0.0  # and its motion guidance there
     dmd_context_fraction: float = 0.0  # iterations whose window starts with a clean context chunk
     dmd_world_context_fraction: float = 0.0  # of those, the ones whose context is the world's clip
     dmd_world_wrap_fraction: float = 0.0  # of those, the ones whose clips wrap in the student's chunk
@@ -127,6 +129,8 @@ def train(
         guidance_rescale=cfg.guidance_rescale,
         context_guidance=cfg.context_guidance,
         context_motion_guidance=cfg.context_motion_guidance,
+        wrap_guidance=cfg.wrap_guidance,
+        wrap_motion_guidance=cfg.wrap_motion_guidance,
         shift=cfg.timestep_shift,
         min_u=cfg.dmd_min_u,
         max_u=cfg.dmd_max_u,
@@ -189,7 +193,7 @@ def train(
                 context=data.latents[index][:, :context_frames].float() if plan.world else None,
             )
             x = roll.latents[:, -window:].float()
-            loss_g, stats = dmd_loss(x, text, real, fake, settings, plan.clean_frames)
+            loss_g, stats = dmd_loss(x, text, real, fake, settings, plan.clean_frames, plan.wrap)
         clipped_step(opt_g, loss_g, student, cfg.grad_clip)
         ema_update(ema, student, min(cfg.ema_decay, (1.0 + run.step) / (10.0 + run.step)))
         if average is not None and run.progress >= cfg.average_from:
