@@ -38,9 +38,9 @@ class DMDSettings:
     There the teacher reads the direction from the prompt (docs/models.md, "Why the motion is
     missing"), so motion guidance amplifies something; in a joint window it has next to nothing
     to amplify. Context windows whose object wraps in the scored chunk take `wrap_guidance` and
-    `wrap_motion_guidance`: the unguided teacher answers an exit with an empty frame, and only a
-    strong CFG brings the object back at the opposite border (docs/models.md, "Wrap windows in
-    the DMD")."""
+    `wrap_motion_guidance` where those are set (>= 0; else the context windows' scales): the
+    unguided teacher answers an exit with an empty frame, and only a strong CFG brings the
+    object back at the opposite border (docs/models.md, "Wrap windows in the DMD")."""
 
     guidance: float = 4.0
     motion_guidance: float = 0.0
@@ -50,14 +50,18 @@ class DMDSettings:
     max_u: float = 0.98
     context_guidance: float = 4.0
     context_motion_guidance: float = 0.0
-    wrap_guidance: float = 4.0
-    wrap_motion_guidance: float = 0.0
+    wrap_guidance: float = -1.0  # < 0: the context windows' scale
+    wrap_motion_guidance: float = -1.0
 
     def scales(self, context_frames: int, wrap: bool = False) -> tuple[float, float]:
         """(CFG scale, motion guidance) of the real score for a window with that many clean
         frames, `wrap` if its object wraps in the scored frames."""
         if context_frames and wrap:
-            return self.wrap_guidance, self.wrap_motion_guidance
+            scale, motion = self.wrap_guidance, self.wrap_motion_guidance
+            return (
+                scale if scale >= 0 else self.context_guidance,
+                motion if motion >= 0 else self.context_motion_guidance,
+            )
         if context_frames:
             return self.context_guidance, self.context_motion_guidance
         return self.guidance, self.motion_guidance

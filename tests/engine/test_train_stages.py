@@ -359,12 +359,14 @@ def test_windows_after_a_clean_context_take_their_own_guidance() -> None:
     g, batches = direction(split, 0)
     joint, _ = direction(DMDSettings(guidance=4.0), 0)
     assert batches == [4] and torch.allclose(g, joint)
-    strong = dataclasses.replace(split, wrap_guidance=6.0)
+    strong = dataclasses.replace(split, wrap_guidance=6.0, wrap_motion_guidance=0.0)
     g, batches = direction(strong, f, wrap=True)
     alike, _ = direction(dataclasses.replace(strong, context_guidance=6.0, context_motion_guidance=0.0), f)
     assert batches == [4] and torch.allclose(g, alike)  # wrap: CFG 6 without motion guidance
     g, _ = direction(strong, f)  # a context window without a wrap keeps the context scales
     assert torch.allclose(g, direction(split, f)[0])
+    g, batches = direction(split, f, wrap=True)  # unset (< 0): a wrap window takes them too
+    assert batches == [6] and torch.allclose(g, direction(split, f)[0])
 
 
 def test_a_rollout_continues_a_given_past() -> None:

@@ -75,8 +75,8 @@ class SelfForcingStageConfig(RunConfig):
     guidance_rescale: float = 0.0  # real score's guidance rescale (see flow.Guidance)
     context_guidance: float = 4.0  # the real score's CFG on windows scored after a clean past
     context_motion_guidance: float = 0.0  # and its motion guidance there (see dmd.DMDSettings)
-    wrap_guidance: float = 4.0  # the real score's CFG on the wrap windows (dmd_world_wrap_fraction)
-    wrap_motion_guidance: float = 0.0  # and its motion guidance there
+    wrap_guidance: float = -1.0  # the real score's CFG on the wrap windows; < 0: context_guidance
+    wrap_motion_guidance: float = -1.0  # and its motion guidance there; < 0: context_motion_guidance
     dmd_context_fraction: float = 0.0  # iterations whose window starts with a clean context chunk
     dmd_world_context_fraction: float = 0.0  # of those, the ones whose context is the world's clip
     dmd_world_wrap_fraction: float = 0.0  # of those, the ones whose clips wrap in the student's chunk
