@@ -3,8 +3,10 @@ checkpoint and weights, resumes from its checkpoint, and rejects unknown config 
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -12,8 +14,10 @@ from safetensors.torch import load_file
 
 from engine.train.cli import main
 from engine.train.config import default_config_path, load_config
+from engine.train.dmd import dmd_loss
 from engine.train.models import training_preset
 from engine.train.run import MetricsLog
+from engine.train.stages import self_forcing
 from engine.vae.tiny import TinyVAE
 
 FAST = ["--preset", "test", "--quiet", "--set", "threads=1", "--set", "log_every=1"]
@@ -102,7 +106,9 @@ def test_encoder_trained_with_the_shared_decoder_then_the_shipped_decoder(tmp_pa
             assert torch.equal(first[key], second[key]), key
 
 
-def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_all_stages_run_in_order_and_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = ["--out", str(tmp_path), *FAST]
     assert main(["vae", *out, "--max-steps", "3", "--set", "stats_clips=2"]) == 0
     assert main(["teacher", *out, "--max-steps", "3", "--set", "dataset_clips=8", "--set", "eval_prompts=2",
@@ -173,8 +179,20 @@ def test_all_stages_run_in_order_and_export(tmp_path: Path, capsys: pytest.Captu
     released_dit = load_file(dest / "dit.safetensors")
     capsys.readouterr()
     # every window scored after a clean chunk: the world's (its clip's first chunk, its object
-    # leaving the frame)
-    assert main(["self-forcing", *out, "--max-steps", "2", *released, *skip_eval, *wrap]) == 0
+    # leaving the frame), with the real score's scales of the wrap windows
+    scored: list[tuple[float, float]] = []
+
+    def scoring(*args: Any, **kwargs: Any) -> Any:
+        call = inspect.signature(dmd_loss).bind(*args, **kwargs)
+        call.apply_defaults()
+        given = call.arguments
+        scored.append(given["settings"].scales(given["context_frames"], given["wrap"]))
+        return dmd_loss(*args, **kwargs)
+
+    monkeypatch.setattr(self_forcing, "dmd_loss", scoring)
+    wrap_scales = ["--set", "wrap_guidance=6", "--set", "wrap_motion_guidance=0"]
+    assert main(["self-forcing", *out, "--max-steps", "2", *released, *skip_eval, *wrap, *wrap_scales]) == 0
+    assert scored == [(6.0, 0.0)] * 2  # not the context windows' CFG 4
     assert json.loads(capsys.readouterr().out)["eval"] is None
     logged = [
         json.loads(line) for line in (tmp_path / "self-forcing" / "metrics.jsonl").read_text().splitlines()
