@@ -8,16 +8,20 @@ under it is deleted afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
 
 from server.broker import Broker, BrokerConfig, MemoryBroker, RedisBroker, SessionRecord, new_session_id
+
+T = TypeVar("T")
 
 REDIS_URL = os.environ.get("ROLLCAST_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -94,3 +98,20 @@ async def create_many(b: Broker, n: int, tag: str = "s") -> list[str]:
     for i, sid in enumerate(ids):
         assert await b.create_session(record(sid)) == i
     return ids
+
+
+async def blocks_then_wakes(
+    read: Callable[[float], Coroutine[Any, Any, list[T]]], arrive: Callable[[], Awaitable[str]]
+) -> tuple[list[T], str]:
+    """A blocking read (`read(block_s)`) returns empty after its 0.3 s block, and a waiting one
+    returns within a second of `arrive()`: what it read, and what `arrive` returned."""
+    t0 = time.monotonic()
+    assert await read(0.3) == []
+    assert 0.25 <= time.monotonic() - t0 < 2.0
+    waiter = asyncio.create_task(read(5.0))
+    await asyncio.sleep(0.1)
+    t0 = time.monotonic()
+    made = await arrive()
+    got = await asyncio.wait_for(waiter, 5.0)
+    assert time.monotonic() - t0 < 1.0
+    return got, made
