@@ -18,6 +18,7 @@ from engine.train.dmd import dmd_loss
 from engine.train.models import training_preset
 from engine.train.run import MetricsLog
 from engine.train.stages import self_forcing
+from engine.train.stages.self_forcing import world_regression_loss
 from engine.vae.tiny import TinyVAE
 
 FAST = ["--preset", "test", "--quiet", "--set", "threads=1", "--set", "log_every=1"]
@@ -179,25 +180,39 @@ def test_all_stages_run_in_order_and_export(
     released_dit = load_file(dest / "dit.safetensors")
     capsys.readouterr()
     # every window scored after a clean chunk: the world's (its clip's first chunk, its object
-    # leaving the frame), with the real score's scales of the wrap windows
+    # leaving the frame), with the real score's scales of the wrap windows and the regression
+    # onto the world's next chunk at weight 2 beside the DMD surrogate
     scored: list[tuple[float, float]] = []
+    losses: list[float] = []
 
     def scoring(*args: Any, **kwargs: Any) -> Any:
         call = inspect.signature(dmd_loss).bind(*args, **kwargs)
         call.apply_defaults()
         given = call.arguments
         scored.append(given["settings"].scales(given["context_frames"], given["wrap"]))
-        return dmd_loss(*args, **kwargs)
+        loss, stats = dmd_loss(*args, **kwargs)
+        losses.append(loss.item())
+        return loss, stats
+
+    def regressing(*args: Any) -> Any:
+        loss, gap = world_regression_loss(*args)
+        losses[-1] += 2 * loss.item()
+        return loss, gap
 
     monkeypatch.setattr(self_forcing, "dmd_loss", scoring)
+    monkeypatch.setattr(self_forcing, "world_regression_loss", regressing)
     wrap_scales = ["--set", "wrap_guidance=6", "--set", "wrap_motion_guidance=0"]
-    assert main(["self-forcing", *out, "--max-steps", "2", *released, *skip_eval, *wrap, *wrap_scales]) == 0
+    regression = ["--set", "world_regression=2"]
+    world_run = ["--max-steps", "2", *released, *skip_eval, *wrap, *wrap_scales, *regression]
+    assert main(["self-forcing", *out, *world_run]) == 0
     assert scored == [(6.0, 0.0)] * 2  # not the context windows' CFG 4
     assert json.loads(capsys.readouterr().out)["eval"] is None
     logged = [
         json.loads(line) for line in (tmp_path / "self-forcing" / "metrics.jsonl").read_text().splitlines()
     ]
     assert logged[-1]["world"] == 1 and logged[-1]["wrap"] == 1 and logged[-1]["chunks"] == 2
+    assert [row["loss"] for row in logged] == pytest.approx(losses, rel=1e-5)
+    assert all(row["world_gap"] > 0 for row in logged)
     assert main(["export", "--out", str(tmp_path), "--preset", "test", "--dest", str(dest)]) == 0
     manifest = json.loads((dest / "manifest.json").read_text())
     adopted = {"steps": 0, "minutes": 0.0, "init": str(dest / "teacher.safetensors")}

@@ -23,7 +23,11 @@ Each iteration:
    scores compare what comes after an object leaves the frame. A `dmd_opening_fraction` share of
    the other iterations scores the stream's opening: the first chunks, after the student's own
    finished first latent frame, given to both scores clean (the kinds of window:
-   `engine.train.windows`).
+   `engine.train.windows`). On the world's windows a `world_regression` weight adds
+   `world_regression_loss`: the student's chunk is pulled to the world's own next chunk. DMD
+   seeks the real score's most likely answer (after an exit: an empty frame, docs/models.md);
+   the world's motion laws are deterministic given a clean past, so the regression's target is
+   the one right answer, an entry at the opposite border included.
 3. `fake_updates` flow-matching updates of the fake score on recent student windows (a small
    replay buffer of detached windows, so the critic sees more than one batch per rollout), the
    same share of them with the first chunk as clean context (windows whose past is the world's
@@ -45,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from engine.sampler import FlowMatchSchedule
 from engine.train.config import RunConfig
@@ -81,6 +86,7 @@ class SelfForcingStageConfig(RunConfig):
     dmd_world_context_fraction: float = 0.0  # of those, the ones whose context is the world's clip
     dmd_world_wrap_fraction: float = 0.0  # of those, the ones whose clips wrap in the student's chunk
     dmd_opening_fraction: float = 0.0  # of the others, the ones scoring the stream's opening
+    world_regression: float = 0.0  # weight of world_regression_loss on the world's windows; 0: off
     timestep_shift: float = 5.0
     dmd_min_u: float = 0.02
     dmd_max_u: float = 0.98
@@ -94,6 +100,18 @@ class SelfForcingStageConfig(RunConfig):
 
 
 CONFIG = SelfForcingStageConfig
+
+
+def world_regression_loss(
+    x: torch.Tensor,  # [B, F, C, h, w] the student's window (with graph): the world's past, its chunk
+    clip: torch.Tensor,  # [B, F, C, h, w] the world's clip over the same frames
+    context_frames: int,
+) -> tuple[torch.Tensor, float]:
+    """0.5 * mean ||x - clip||^2 over the window, normalised as the DMD surrogate is (per
+    element of the whole window; the past is the clip's own, so only the sampled chunk adds), and
+    mean |x - clip| over the sampled chunk (logged as `world_gap`)."""
+    gap = (x - clip)[:, context_frames:].detach().abs().mean().item()
+    return 0.5 * F.mse_loss(x, clip), gap
 
 
 def train(
@@ -175,6 +193,7 @@ def train(
         if plan.wrap and wrapping is not None:
             index = wrapping[torch.from_numpy(run.rng.integers(0, len(wrapping), cfg.batch_size))]
         text = data.text[index].float()
+        clip = data.latents[index][:, :window].float() if plan.world else None  # the world's window
         lr = run.lr()
         run.set_lr(opt_g, lr)
         run.set_lr(opt_f, lr * cfg.lr_fake / cfg.lr)
@@ -190,10 +209,14 @@ def train(
                 plan.chunks,
                 exit_steps=plan.exit_steps,
                 grad_chunks=plan.grad_chunks,
-                context=data.latents[index][:, :context_frames].float() if plan.world else None,
+                context=clip[:, :context_frames] if clip is not None else None,
             )
             x = roll.latents[:, -window:].float()
             loss_g, stats = dmd_loss(x, text, real, fake, settings, plan.clean_frames, plan.wrap)
+            if clip is not None:
+                loss_w, stats["world_gap"] = world_regression_loss(x, clip, context_frames)
+                if cfg.world_regression > 0:
+                    loss_g = loss_g + cfg.world_regression * loss_w
         clipped_step(opt_g, loss_g, student, cfg.grad_clip)
         ema_update(ema, student, min(cfg.ema_decay, (1.0 + run.step) / (10.0 + run.step)))
         if average is not None and run.progress >= cfg.average_from:
