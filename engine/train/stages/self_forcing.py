@@ -27,7 +27,9 @@ Each iteration:
    `world_regression_loss`: the student's chunk is pulled to the world's own next chunk. DMD
    seeks the real score's most likely answer (after an exit: an empty frame, docs/models.md);
    the world's motion laws are deterministic given a clean past, so the regression's target is
-   the one right answer, an entry at the opposite border included.
+   the one right answer, an entry at the opposite border included -- but it is mean-seeking, and
+   for an object the student cannot place it asks for the background (0 in the shipped config:
+   docs/models.md, "A regression onto the world's next chunk").
 3. `fake_updates` flow-matching updates of the fake score on recent student windows (a small
    replay buffer of detached windows, so the critic sees more than one batch per rollout), the
    same share of them with the first chunk as clean context (windows whose past is the world's
