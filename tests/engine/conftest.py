@@ -21,3 +21,12 @@ def global_gen() -> Generator:
             cache={"mode": "global", "max_frames": 12, "sink_frames": 0}
         )
     )
+
+
+@pytest.fixture
+def one_thread():  # type: ignore[no-untyped-def]
+    """Micro tensors: on a loaded 2-core machine a second OpenMP thread only adds waiting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
