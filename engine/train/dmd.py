@@ -107,4 +107,9 @@ def dmd_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Surrogate 0.5 * mean ||x - stopgrad(x - g)||^2 whose gradient in x is g (per element / N)."""
     grad, stats = dmd_direction(x.detach(), text, real, fake, settings, context_frames, wrap)
-    return 0.5 * F.mse_loss(x, (x.detach() - grad).detach()), stats
+    return direction_loss(x, grad), stats
+
+
+def direction_loss(x: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """0.5 * mean ||x - stopgrad(x - direction)||^2: its gradient in x is direction / x.numel()."""
+    return 0.5 * F.mse_loss(x, (x.detach() - direction).detach())

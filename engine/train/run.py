@@ -154,8 +154,9 @@ class StageRun:
 
     @staticmethod
     def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+        """Every parameter group at `lr`, times the group's own "lr_scale" where it has one."""
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
     # -- progress and logging ----------------------------------------------------------------
 

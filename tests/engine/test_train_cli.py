@@ -14,11 +14,11 @@ from safetensors.torch import load_file
 
 from engine.train.cli import main
 from engine.train.config import default_config_path, load_config
-from engine.train.dmd import dmd_loss
+from engine.train.dmd import direction_loss, dmd_loss
 from engine.train.models import training_preset
 from engine.train.run import MetricsLog
 from engine.train.stages import self_forcing
-from engine.train.stages.self_forcing import world_regression_loss
+from engine.train.stages.self_forcing import adversarial_direction, world_regression_loss
 from engine.vae.tiny import TinyVAE
 
 FAST = ["--preset", "test", "--quiet", "--set", "threads=1", "--set", "log_every=1"]
@@ -181,7 +181,8 @@ def test_all_stages_run_in_order_and_export(
     capsys.readouterr()
     # every window scored after a clean chunk: the world's (its clip's first chunk, its object
     # leaving the frame), with the real score's scales of the wrap windows and the regression
-    # onto the world's next chunk at weight 2 beside the DMD surrogate
+    # onto the world's next chunk at weight 2 and the GAN direction at weight 0.5 beside the DMD
+    # surrogate
     scored: list[tuple[float, float]] = []
     losses: list[float] = []
 
@@ -199,10 +200,16 @@ def test_all_stages_run_in_order_and_export(
         losses[-1] += 2 * loss.item()
         return loss, gap
 
+    def pushing(*args: Any) -> Any:
+        push, stats = adversarial_direction(*args)
+        losses[-1] += 0.5 * direction_loss(args[2], push).item()
+        return push, stats
+
     monkeypatch.setattr(self_forcing, "dmd_loss", scoring)
     monkeypatch.setattr(self_forcing, "world_regression_loss", regressing)
+    monkeypatch.setattr(self_forcing, "adversarial_direction", pushing)
     wrap_scales = ["--set", "wrap_guidance=6", "--set", "wrap_motion_guidance=0"]
-    regression = ["--set", "world_regression=2"]
+    regression = ["--set", "world_regression=2", "--set", "adversarial=0.5"]
     world_run = ["--max-steps", "2", *released, *skip_eval, *wrap, *wrap_scales, *regression]
     assert main(["self-forcing", *out, *world_run]) == 0
     assert scored == [(6.0, 0.0)] * 2  # not the context windows' CFG 4
@@ -212,7 +219,10 @@ def test_all_stages_run_in_order_and_export(
     ]
     assert logged[-1]["world"] == 1 and logged[-1]["wrap"] == 1 and logged[-1]["chunks"] == 2
     assert [row["loss"] for row in logged] == pytest.approx(losses, rel=1e-5)
-    assert all(row["world_gap"] > 0 for row in logged)
+    assert all(row["world_gap"] > 0 and row["gan_raw"] > 0 and row["loss_d"] > 0 for row in logged)
+    state = torch.load(tmp_path / "self-forcing" / "checkpoint.pt", weights_only=False)
+    backbone, head = state["optimizers"]["fake"]["param_groups"]  # the head at lr_head, 10x lr_fake
+    assert head["lr"] == pytest.approx(10 * backbone["lr"]) and backbone["lr"] > 0
     assert main(["export", "--out", str(tmp_path), "--preset", "test", "--dest", str(dest)]) == 0
     manifest = json.loads((dest / "manifest.json").read_text())
     adopted = {"steps": 0, "minutes": 0.0, "init": str(dest / "teacher.safetensors")}

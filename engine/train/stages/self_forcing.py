@@ -29,12 +29,18 @@ Each iteration:
    the world's motion laws are deterministic given a clean past, so the regression's target is
    the one right answer, an entry at the opposite border included -- but it is mean-seeking, and
    for an object the student cannot place it asks for the background (0 in the shipped config:
-   docs/models.md, "A regression onto the world's next chunk").
+   docs/models.md, "A regression onto the world's next chunk"). An `adversarial` weight adds
+   DMD2's GAN there instead (`engine.train.adversarial`): a head on the fake score's features
+   tells the world's next chunk from the student's after the same past, and the student's
+   chunk moves along the head's gradient -- towards what the world draws after that past, an
+   entry anywhere the head cannot tell from the world's, not the mean of them.
 3. `fake_updates` flow-matching updates of the fake score on recent student windows (a small
    replay buffer of detached windows, so the critic sees more than one batch per rollout), the
    same share of them with the first chunk as clean context (windows whose past is the world's
    or an opening frame always keep that past clean: the critic models the student's frames
-   given it).
+   given it). With `adversarial` > 0, one more update per iteration trains the head (and, at
+   `adversarial_critic`, the fake score's backbone) on a batch of recent world windows: the
+   world's chunk against the student's after the same past.
 The EMA of the student is exported as `student.safetensors` -- or, with `average_from` < 1, the
 uniform mean of the student's weights over the part of the run after that share of its budget
 (stochastic weight averaging; the EMA is then kept as `ema.safetensors`). The weights the stage
@@ -54,8 +60,14 @@ import torch
 import torch.nn.functional as F
 
 from engine.sampler import FlowMatchSchedule
+from engine.train.adversarial import (
+    AdversarialSettings,
+    DiscriminatorHead,
+    adversarial_direction,
+    discriminator_loss,
+)
 from engine.train.config import RunConfig
-from engine.train.dmd import DMDSettings, dmd_loss
+from engine.train.dmd import DMDSettings, direction_loss, dmd_loss
 from engine.train.evaluate import eval_prompts, finish_stage
 from engine.train.flow import flow_matching_loss
 from engine.train.latents import LatentDataset
@@ -89,6 +101,10 @@ class SelfForcingStageConfig(RunConfig):
     dmd_world_wrap_fraction: float = 0.0  # of those, the ones whose clips wrap in the student's chunk
     dmd_opening_fraction: float = 0.0  # of the others, the ones scoring the stream's opening
     world_regression: float = 0.0  # weight of world_regression_loss on the world's windows; 0: off
+    adversarial: float = 0.0  # weight of the GAN direction on the world's windows, against DMD's; 0: off
+    adversarial_critic: float = 0.1  # weight of the discriminator loss in the fake score's updates
+    lr_head: float = 1e-3  # the discriminator head's learning rate (the fake score's: lr_fake)
+    adversarial_max_u: float = 0.5  # the GAN's noise levels: u in [dmd_min_u, this], then the shift
     timestep_shift: float = 5.0
     dmd_min_u: float = 0.02
     dmd_max_u: float = 0.98
@@ -158,15 +174,23 @@ def train(
     opt_g = torch.optim.AdamW(
         student.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
     )
-    opt_f = torch.optim.AdamW(
-        fake.parameters(), lr=cfg.lr_fake, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
-    )
     models: dict[str, torch.nn.Module] = {"student": student, "ema": ema, "fake": fake}
+    head = DiscriminatorHead(gen_cfg.dit.dim) if cfg.adversarial > 0 else None
+    if head is not None:
+        models["head"] = head
+    critic = torch.nn.ModuleList([fake] if head is None else [fake, head])
+    groups: list[dict[str, Any]] = [{"params": fake.parameters()}]
+    if head is not None:  # a fresh head learns faster than the pretrained backbone it reads
+        groups.append({"params": head.parameters(), "lr_scale": cfg.lr_head / cfg.lr_fake})
+    opt_f = torch.optim.AdamW(groups, lr=cfg.lr_fake, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    adversarial = AdversarialSettings(cfg.timestep_shift, cfg.dmd_min_u, cfg.adversarial_max_u)
     if average is not None:
         models["average"] = average
     optims = {"gen": opt_g, "fake": opt_f}
     averaged = int((run.restore(models, optims) or {}).get("averaged", 0))  # students in `average`
     replay: deque[tuple[torch.Tensor, torch.Tensor, int | None]] = deque(maxlen=cfg.replay)
+    # the world windows' (world's window, student's window, text), for the discriminator head
+    pairs: deque[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = deque(maxlen=cfg.replay)
     steps = schedule.num_steps
     frames_per_chunk = gen_cfg.sampler.frames_per_chunk
     window = cfg.window_chunks * frames_per_chunk
@@ -219,11 +243,29 @@ def train(
                 loss_w, stats["world_gap"] = world_regression_loss(x, clip, context_frames)
                 if cfg.world_regression > 0:
                     loss_g = loss_g + cfg.world_regression * loss_w
+                if head is not None:
+                    push, gan = adversarial_direction(fake, head, x, text, context_frames, adversarial)
+                    loss_g = loss_g + cfg.adversarial * direction_loss(x, push)
+                    stats.update(gan)
         clipped_step(opt_g, loss_g, student, cfg.grad_clip)
         ema_update(ema, student, min(cfg.ema_decay, (1.0 + run.step) / (10.0 + run.step)))
         if average is not None and run.progress >= cfg.average_from:
             averaged += 1
             ema_update(average, student, 1.0 - 1.0 / averaged)  # running mean: weight 1/n
+
+        if head is not None:  # the head on recent world windows: the world's chunk against the student's
+            if clip is not None:
+                pairs.extend(zip(clip, x.detach(), text, strict=True))
+            if pairs:
+                drawn_at = run.rng.integers(0, len(pairs), min(cfg.fake_batch, len(pairs)))
+                pick = [pairs[int(i)] for i in drawn_at]
+                world, drawn, words = (torch.stack([p[k] for p in pick]) for k in range(3))
+                with run.autocast():
+                    loss_d, d_stats = discriminator_loss(
+                        fake, head, world, drawn, words, context_frames, adversarial
+                    )
+                clipped_step(opt_f, cfg.adversarial_critic * loss_d, critic, cfg.grad_clip)
+                stats.update(loss_d=loss_d.item(), **d_stats)
 
         # critic updates on recent student samples
         for b in range(x.shape[0]):
