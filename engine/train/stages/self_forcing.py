@@ -258,11 +258,11 @@ def train(
                 pairs.extend(zip(clip, x.detach(), text, strict=True))
             if pairs:
                 drawn_at = run.rng.integers(0, len(pairs), min(cfg.fake_batch, len(pairs)))
-                pick = [pairs[int(i)] for i in drawn_at]
-                world, drawn, words = (torch.stack([p[k] for p in pick]) for k in range(3))
+                recent = [pairs[int(i)] for i in drawn_at]
+                worlds, students, words = (torch.stack([p[k] for p in recent]) for k in range(3))
                 with run.autocast():
                     loss_d, d_stats = discriminator_loss(
-                        fake, head, world, drawn, words, context_frames, adversarial
+                        fake, head, worlds, students, words, context_frames, adversarial
                     )
                 clipped_step(opt_f, cfg.adversarial_critic * loss_d, critic, cfg.grad_clip)
                 stats.update(loss_d=loss_d.item(), **d_stats)
