@@ -30,7 +30,7 @@ Each iteration:
    the one right answer, an entry at the opposite border included -- but it is mean-seeking, and
    for an object the student cannot place it asks for the background (0 in the shipped config:
    docs/models.md, "A regression onto the world's next chunk"). An `adversarial` weight adds
-   DMD2's GAN there instead (`engine.train.adversarial`): a head on the fake score's features
+   DMD2's GAN on the same windows (`engine.train.adversarial`): a head on the fake score's features
    tells the world's next chunk from the student's after the same past, and the student's
    chunk moves along the head's gradient -- towards what the world draws after that past, an
    entry anywhere the head cannot tell from the world's, not the mean of them.
@@ -183,7 +183,7 @@ def train(
     if head is not None:  # a fresh head learns faster than the pretrained backbone it reads
         groups.append({"params": head.parameters(), "lr_scale": cfg.lr_head / cfg.lr_fake})
     opt_f = torch.optim.AdamW(groups, lr=cfg.lr_fake, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
-    adversarial = AdversarialSettings(cfg.timestep_shift, cfg.dmd_min_u, cfg.adversarial_max_u)
+    gan_levels = AdversarialSettings(cfg.timestep_shift, cfg.dmd_min_u, cfg.adversarial_max_u)
     if average is not None:
         models["average"] = average
     optims = {"gen": opt_g, "fake": opt_f}
@@ -244,7 +244,7 @@ def train(
                 if cfg.world_regression > 0:
                     loss_g = loss_g + cfg.world_regression * loss_w
                 if head is not None:
-                    push, gan = adversarial_direction(fake, head, x, text, context_frames, adversarial)
+                    push, gan = adversarial_direction(fake, head, x, text, context_frames, gan_levels)
                     loss_g = loss_g + cfg.adversarial * direction_loss(x, push)
                     stats.update(gan)
         clipped_step(opt_g, loss_g, student, cfg.grad_clip)
@@ -262,7 +262,7 @@ def train(
                 worlds, students, words = (torch.stack([p[k] for p in recent]) for k in range(3))
                 with run.autocast():
                     loss_d, d_stats = discriminator_loss(
-                        fake, head, worlds, students, words, context_frames, adversarial
+                        fake, head, worlds, students, words, context_frames, gan_levels
                     )
                 clipped_step(opt_f, cfg.adversarial_critic * loss_d, critic, cfg.grad_clip)
                 stats.update(loss_d=loss_d.item(), **d_stats)
