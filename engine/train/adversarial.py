@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.model.dit import CausalDiT
-from engine.train.flow import add_noise, sample_sigmas
+from engine.train.flow import noise_after_context, sample_sigmas
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,8 @@ def critic_logits(
     context_frames: int,
 ) -> torch.Tensor:
     """[B] the head's mean logit over the tokens of the noised frames (> 0: the world's)."""
-    b, frames = x.shape[:2]
-    noisy = torch.arange(frames, device=x.device) >= context_frames  # [F]
-    level = sigma.view(b, 1) * noisy  # [B, F]
-    x_t = add_noise(x, torch.randn_like(x), level)
+    frames = x.shape[1]
+    x_t, level, _ = noise_after_context(x, sigma, context_frames)  # level [B, F]
     with last_block_tokens(fake) as seen:
         fake(x_t, level * 1000.0, fake.encode_prompt(text))
     tokens = seen[-1].unflatten(1, (frames // fake.cfg.patch_size[0], -1))  # [B, F', S, dim]

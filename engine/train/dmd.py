@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.model.dit import CausalDiT
-from engine.train.flow import Guidance, add_noise, guided_flow, sample_sigmas, to_x0
+from engine.train.flow import Guidance, guided_flow, noise_after_context, sample_sigmas, to_x0
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,8 @@ def dmd_direction(
     (means over the noised frames; the first `context_frames` are clean context, g = 0 there;
     `wrap`: the window's object wraps in the noised frames, see `DMDSettings`)."""
     b, frames = x.shape[:2]
-    noisy = torch.arange(frames) >= context_frames  # [F]
-    sigma = sample_sigmas(b, settings.shift, low=settings.min_u, high=settings.max_u)
-    sigma = sigma.unsqueeze(1) * noisy  # [B, F]
-    x_t = add_noise(x, torch.randn_like(x), sigma)
+    level = sample_sigmas(b, settings.shift, low=settings.min_u, high=settings.max_u)
+    x_t, sigma, noisy = noise_after_context(x, level, context_frames)  # sigma [B, F], noisy [F]
     t = sigma * 1000.0
     scale, motion = settings.scales(context_frames, wrap)
     guidance = Guidance.of(real, text, scale, motion, settings.guidance_rescale)

@@ -38,6 +38,16 @@ def add_noise(x0: torch.Tensor, eps: torch.Tensor, sigma: torch.Tensor) -> torch
     return (1.0 - s) * x0 + s * eps
 
 
+def noise_after_context(
+    x: torch.Tensor, sigma: torch.Tensor, context_frames: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x [B, F, C, H, W] with its first `context_frames` left clean and the rest noised to each
+    sample's level sigma [B] (fresh Gaussian noise): (x_t, per-frame levels [B, F], noised frames [F])."""
+    noisy = torch.arange(x.shape[1], device=x.device) >= context_frames
+    level = sigma.view(-1, 1) * noisy
+    return add_noise(x, torch.randn_like(x), level), level, noisy
+
+
 def to_x0(x_t: torch.Tensor, flow: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     s = sigma.reshape(*sigma.shape, *([1] * (x_t.dim() - sigma.dim())))
     return x_t - s * flow
